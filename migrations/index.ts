@@ -1,0 +1,9 @@
+import type { Migration } from 'kysely';
+import * as m001 from './001_storage_tables.js';
+import * as m002 from './002_schemas_and_audit.js';
+
+/** Every migration, in order. Names are recorded in kysely_migration; never rename one. */
+export const migrations: Record<string, Migration> = {
+  '001_storage_tables': m001,
+  '002_schemas_and_audit': m002,
+};

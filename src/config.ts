@@ -1,0 +1,158 @@
+/** Environment → typed Config, read once at start and passed down. */
+
+export interface QuotaSettings {
+  maxNamespaces: number;
+  maxKeysPerNamespace: number;
+  maxBytes: number;
+  maxValueBytes: number;
+  maxMetadataBytes: number;
+}
+
+export interface Limits {
+  maxKeyLength: number;
+  minTtlSeconds: number;
+  maxTtlSeconds: number;
+  maxBulkItems: number;
+  maxBulkBytes: number;
+  maxKeysPerRead: number;
+  maxPageSize: number;
+  defaultPageSize: number;
+  /** Expired records removed per write by the opportunistic sweep. */
+  sweepBatch: number;
+  /** Upper bound of a full sweep before a quota is refused. */
+  sweepBeforeQuotaMax: number;
+}
+
+export interface Config {
+  env: 'production' | 'development' | 'test';
+  port: number;
+  host: string;
+  databaseUrl: string | undefined;
+  pgliteDir: string;
+  jwtSecret: string | undefined;
+  /** True when no secret was given outside production: a secret is generated and demo tokens printed. */
+  devMode: boolean;
+  runnerTokens: string[];
+  limits: Limits;
+  quotaDefaults: QuotaSettings;
+  rateLimit: { perSecond: number; burst: number };
+  corsOrigins: string[];
+  maxBodyBytes: number;
+  graphiql: boolean;
+  /** Turns the extension doors (extension tokens, Runner) off; admins keep working. */
+  extensionDoorsDisabled: boolean;
+  db: { poolMax: number; statementTimeoutMs: number; connectionTimeoutMs: number };
+  graphqlLimits: { maxDepth: number; maxAliases: number; maxTokens: number; maxCost: number; maxDirectives: number };
+  metricsInstallLabels: boolean;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, fallback: number, min = 0): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < min) {
+    throw new ConfigError(`${name} must be an integer >= ${min}, got "${raw}"`);
+  }
+  return n;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === '') return fallback;
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${env[name]}"`);
+}
+
+function list(env: Env, name: string): string[] {
+  return (env[name] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+export const DEFAULT_QUOTAS: QuotaSettings = {
+  maxNamespaces: 32,
+  maxKeysPerNamespace: 5120,
+  maxBytes: 256 * 1024 * 1024,
+  maxValueBytes: 65536,
+  maxMetadataBytes: 4096,
+};
+
+export function loadConfig(env: Env = process.env): Config {
+  const nodeEnv = env.NODE_ENV === 'production' ? 'production' : env.NODE_ENV === 'test' ? 'test' : 'development';
+  const jwtSecret = env.STORAGE_JWT_SECRET && env.STORAGE_JWT_SECRET.length > 0 ? env.STORAGE_JWT_SECRET : undefined;
+  if (nodeEnv === 'production' && !jwtSecret) {
+    throw new ConfigError(
+      'STORAGE_JWT_SECRET is not set and NODE_ENV=production: refusing to start without a token secret',
+    );
+  }
+  if (jwtSecret && jwtSecret.length < 32 && nodeEnv === 'production') {
+    throw new ConfigError('STORAGE_JWT_SECRET must be at least 32 characters in production');
+  }
+  const minTtl = int(env, 'STORAGE_MIN_TTL_SECONDS', 60, 1);
+  const maxTtl = int(env, 'STORAGE_MAX_TTL_SECONDS', 2_592_000, 1);
+  if (maxTtl < minTtl) throw new ConfigError('STORAGE_MAX_TTL_SECONDS must be >= STORAGE_MIN_TTL_SECONDS');
+  const corsOrigins = list(env, 'STORAGE_CORS_ORIGINS');
+  for (const origin of corsOrigins) {
+    if (origin === '*' || !/^https?:\/\/[^/]+$/.test(origin)) {
+      throw new ConfigError(`STORAGE_CORS_ORIGINS: "${origin}" is not an origin like https://app.example.com (no wildcard)`);
+    }
+  }
+  return {
+    env: nodeEnv,
+    port: int(env, 'PORT', 4000),
+    host: env.HOST?.trim() || '127.0.0.1',
+    databaseUrl: env.DATABASE_URL?.trim() || undefined,
+    pgliteDir: env.PGLITE_DIR?.trim() || './.data/pglite',
+    jwtSecret,
+    devMode: !jwtSecret && nodeEnv !== 'production',
+    runnerTokens: list(env, 'RUNNER_AUTH_TOKENS'),
+    limits: {
+      maxKeyLength: 256,
+      minTtlSeconds: minTtl,
+      maxTtlSeconds: maxTtl,
+      maxBulkItems: int(env, 'STORAGE_MAX_BULK_ITEMS', 100, 1),
+      maxBulkBytes: int(env, 'STORAGE_MAX_BULK_BYTES', 1024 * 1024, 1),
+      maxKeysPerRead: int(env, 'STORAGE_MAX_KEYS_PER_READ', 100, 1),
+      maxPageSize: 100,
+      defaultPageSize: 25,
+      sweepBatch: int(env, 'STORAGE_TTL_SWEEP_BATCH', 100, 1),
+      sweepBeforeQuotaMax: int(env, 'STORAGE_TTL_SWEEP_MAX', 10_000, 1),
+    },
+    quotaDefaults: {
+      maxNamespaces: int(env, 'STORAGE_QUOTA_NAMESPACES', DEFAULT_QUOTAS.maxNamespaces, 1),
+      maxKeysPerNamespace: int(env, 'STORAGE_QUOTA_KEYS_PER_NAMESPACE', DEFAULT_QUOTAS.maxKeysPerNamespace, 1),
+      maxBytes: int(env, 'STORAGE_QUOTA_BYTES', DEFAULT_QUOTAS.maxBytes, 1),
+      maxValueBytes: int(env, 'STORAGE_MAX_VALUE_BYTES', DEFAULT_QUOTAS.maxValueBytes, 1),
+      maxMetadataBytes: int(env, 'STORAGE_MAX_METADATA_BYTES', DEFAULT_QUOTAS.maxMetadataBytes, 1),
+    },
+    rateLimit: {
+      perSecond: int(env, 'STORAGE_RATE_LIMIT_PER_SECOND', 200),
+      burst: int(env, 'STORAGE_RATE_LIMIT_BURST', 400),
+    },
+    corsOrigins,
+    maxBodyBytes: int(env, 'STORAGE_MAX_BODY_BYTES', 4 * 1024 * 1024, 1024),
+    graphiql: bool(env, 'STORAGE_GRAPHIQL', true),
+    extensionDoorsDisabled: bool(env, 'STORAGE_EXTENSION_DOORS_DISABLED', false),
+    db: {
+      poolMax: int(env, 'STORAGE_DB_POOL_MAX', 20, 1),
+      statementTimeoutMs: int(env, 'STORAGE_DB_STATEMENT_TIMEOUT_MS', 5000, 0),
+      connectionTimeoutMs: int(env, 'STORAGE_DB_CONNECTION_TIMEOUT_MS', 2000, 0),
+    },
+    graphqlLimits: {
+      maxDepth: int(env, 'STORAGE_GRAPHQL_MAX_DEPTH', 12, 1),
+      maxAliases: int(env, 'STORAGE_GRAPHQL_MAX_ALIASES', 30, 1),
+      maxTokens: int(env, 'STORAGE_GRAPHQL_MAX_TOKENS', 2000, 1),
+      maxCost: int(env, 'STORAGE_GRAPHQL_MAX_COST', 5000, 1),
+      maxDirectives: int(env, 'STORAGE_GRAPHQL_MAX_DIRECTIVES', 20, 1),
+    },
+    metricsInstallLabels: bool(env, 'STORAGE_METRICS_INSTALL_LABELS', false),
+    logLevel: env.LOG_LEVEL?.trim() || (nodeEnv === 'test' ? 'silent' : 'info'),
+  };
+}

@@ -1,0 +1,71 @@
+/** The Kysely instance over pg (DATABASE_URL) or embedded PGlite; nothing else knows which. */
+import { mkdir } from 'node:fs/promises';
+import { Kysely, PostgresDialect, sql, type LogEvent } from 'kysely';
+import pg from 'pg';
+import { PGlite } from '@electric-sql/pglite';
+import { PGliteDialect } from 'kysely-pglite-dialect';
+import type { Config } from '../config.js';
+import type { Database } from './tables.js';
+
+export type Db = Kysely<Database>;
+
+export interface DatabaseHandle {
+  db: Db;
+  kind: 'postgres' | 'pglite';
+  /** Pool figures for the metrics gauges (PGlite has one connection). */
+  poolStats(): { total: number; idle: number; waiting: number };
+  close(): Promise<void>;
+}
+
+export type QueryObserver = (event: LogEvent) => void;
+
+const INT8_OID = 20;
+const NUMERIC_OID = 1700;
+
+export async function openDatabase(
+  config: Pick<Config, 'databaseUrl' | 'pgliteDir' | 'db'>,
+  observers: QueryObserver[] = [],
+): Promise<DatabaseHandle> {
+  const log = observers.length > 0 ? (event: LogEvent) => observers.forEach((o) => o(event)) : undefined;
+  if (config.databaseUrl) {
+    const pool = new pg.Pool({
+      connectionString: config.databaseUrl,
+      max: config.db.poolMax,
+      connectionTimeoutMillis: config.db.connectionTimeoutMs || undefined,
+      statement_timeout: config.db.statementTimeoutMs || undefined,
+      idleTimeoutMillis: 30_000,
+      // Byte counts are bigint but always below 2^53: read them as numbers on both backends.
+      types: {
+        getTypeParser: ((oid: number, format?: string) =>
+          oid === INT8_OID || oid === NUMERIC_OID
+            ? (v: string) => Number(v)
+            : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+      },
+    });
+    // An idle client losing its server (restart) must not crash the process.
+    pool.on('error', () => undefined);
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log });
+    return {
+      db,
+      kind: 'postgres',
+      poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
+      close: () => db.destroy(),
+    };
+  }
+  const dir = config.pgliteDir;
+  if (!dir.startsWith('memory://')) await mkdir(dir, { recursive: true });
+  const client = await PGlite.create(dir.startsWith('memory://') ? undefined : dir, {
+    parsers: { [INT8_OID]: (v: string) => Number(v), [NUMERIC_OID]: (v: string) => Number(v) },
+  });
+  const db = new Kysely<Database>({ dialect: new PGliteDialect(client), log });
+  return {
+    db,
+    kind: 'pglite',
+    poolStats: () => ({ total: 1, idle: 1, waiting: 0 }),
+    close: () => db.destroy(),
+  };
+}
+
+export async function ping(db: Db): Promise<void> {
+  await sql`select 1`.execute(db);
+}

@@ -1,0 +1,594 @@
+/**
+ * The storage core: every door (GraphQL, the Runner's REST protocol, the CLI) calls these
+ * methods, so each rule (access, limits, revisions, schema, quotas, TTL, audit) lives here once.
+ */
+import type { Limits, QuotaSettings } from '../config.js';
+import type { Db } from '../db/database.js';
+import { appendAuditEvent, selectAuditPage, type AuditEvent } from './audit.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
+import {
+  BadInputError,
+  ForbiddenError,
+  LimitExceededError,
+  QuotaExceededError,
+  RevisionMismatchError,
+  ValidationFailedError,
+  mapDatabaseError,
+  type QuotaName,
+  type ValidationIssue,
+} from './errors.js';
+import {
+  authorize,
+  checkUpsertInput,
+  effectiveQuota,
+  findInstalls,
+  mergeQuota,
+  toInstall,
+  type Install,
+  type InstallScope,
+  type Need,
+  type UpsertInstallInput,
+} from './installs.js';
+import {
+  checkKey,
+  checkKeysPerRead,
+  checkNamespace,
+  checkPageSize,
+  checkValueFormat,
+  checkValueSizes,
+} from './limits.js';
+import { normalizeId, type Caller } from './principal.js';
+import {
+  deleteRecordRow,
+  lockInstall,
+  selectRecordPage,
+  selectRecords,
+  selectTargets,
+  upsertRecords,
+  type RowToWrite,
+  type StoredRecord,
+  type TargetState,
+} from './records.js';
+import { activeSchema, activeSchemaVersion, compileSchema, ValidatorCache, validationIssues, type NamespaceSchema } from './schemas.js';
+import { sweepExpired } from './ttl.js';
+import { namespaceUsage, totalUsage, type NamespaceUsage, type Usage } from './usage.js';
+import { sql } from 'kysely';
+
+export interface StorageSettings {
+  limits: Limits;
+  quotaDefaults: QuotaSettings;
+}
+
+export type Outcome = 'ok' | 'error' | string;
+
+/** Observers for metrics; the core stays ignorant of Prometheus. */
+export interface StorageHooks {
+  onOperation?(operation: string, outcome: string, seconds: number): void;
+  onBytesWritten?(bytes: number): void;
+  onQuotaRejected?(quota: QuotaName): void;
+  onValidationFailed?(): void;
+  onTtlDeleted?(count: number): void;
+  /** A write pushed an install past `threshold` (0.8 or 0.95) of a quota. */
+  onQuotaPressure?(quota: QuotaName, threshold: number): void;
+}
+
+export interface PutInput {
+  installId?: string | null;
+  namespace: string;
+  key: string;
+  value: unknown;
+  metadata?: unknown;
+  ttlSeconds?: number | null;
+  ifRevision?: number | null;
+  schemaVersion?: number | null;
+}
+
+export interface BulkPutItem {
+  key: string;
+  value: unknown;
+  metadata?: unknown;
+  ttlSeconds?: number | null;
+  ifRevision?: number | null;
+}
+
+export interface BulkPutInput {
+  installId?: string | null;
+  namespace: string;
+  items: readonly BulkPutItem[];
+}
+
+export interface DeleteInput {
+  installId?: string | null;
+  namespace: string;
+  key: string;
+  ifRevision?: number | null;
+}
+
+export interface Page<T> {
+  items: T[];
+  hasNextPage: boolean;
+  endCursor: string | null;
+  cursorOf(item: T): string;
+}
+
+interface PreparedItem {
+  index: number;
+  key: string;
+  value: unknown;
+  metadata: Record<string, unknown>;
+  valueBytes: number;
+  metadataBytes: number;
+  ttlSeconds: number | null;
+  ifRevision: number | null;
+}
+
+const PRESSURE_THRESHOLDS = [0.8, 0.95];
+
+function checkIfRevision(ifRevision: unknown): number | null {
+  if (ifRevision === null || ifRevision === undefined) return null;
+  if (typeof ifRevision !== 'number' || !Number.isSafeInteger(ifRevision) || ifRevision < 0) {
+    throw new BadInputError('ifRevision must be a non-negative integer');
+  }
+  return ifRevision;
+}
+
+function checkTtlType(ttlSeconds: unknown): number | null {
+  if (ttlSeconds === null || ttlSeconds === undefined) return null;
+  if (typeof ttlSeconds !== 'number') throw new BadInputError('ttlSeconds must be an integer');
+  return ttlSeconds;
+}
+
+export class Storage {
+  readonly validators = new ValidatorCache();
+
+  constructor(
+    readonly db: Db,
+    readonly settings: StorageSettings,
+    readonly hooks: StorageHooks = {},
+  ) {}
+
+  private async observe<T>(operation: string, run: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      const result = await run();
+      this.hooks.onOperation?.(operation, 'ok', (performance.now() - started) / 1000);
+      return result;
+    } catch (error) {
+      const mapped = mapDatabaseError(error);
+      const code = (mapped as { code?: unknown }).code;
+      this.hooks.onOperation?.(operation, typeof code === 'string' && code.length < 40 ? code.toLowerCase() : 'error', (performance.now() - started) / 1000);
+      if (mapped instanceof QuotaExceededError) this.hooks.onQuotaRejected?.(mapped.quota);
+      if (mapped instanceof ValidationFailedError) this.hooks.onValidationFailed?.();
+      throw mapped;
+    }
+  }
+
+  // ---------------------------------------------------------------- installs and access
+
+  async loadInstall(caller: Caller, id: string): Promise<Install | undefined> {
+    const cache = caller.installs;
+    if (cache) {
+      let pending = cache.get(id);
+      if (!pending) {
+        pending = findInstalls(this.db, [id]).then((m) => m.get(id));
+        cache.set(id, pending);
+      }
+      return pending;
+    }
+    return (await findInstalls(this.db, [id])).get(id);
+  }
+
+  /** The install a call acts on, checked for `need` (and the namespace, when given). */
+  async resolveInstall(caller: Caller, installId: string | null | undefined, need: Need, namespace?: string): Promise<InstallScope> {
+    const p = caller.principal;
+    const id = p.kind === 'admin' ? normalizeId(installId) : p.installId;
+    const install = id ? await this.loadInstall(caller, id) : undefined;
+    authorize(p, installId, install, need, namespace);
+    return this.scopeOf(install!);
+  }
+
+  scopeOf(install: Install): InstallScope {
+    return {
+      tenantId: install.tenantId,
+      installId: install.id,
+      install,
+      quota: effectiveQuota(install, this.settings.quotaDefaults),
+    };
+  }
+
+  /** Re-checks a scope already resolved (nested GraphQL fields) for a namespace-level need. */
+  checkAccess(caller: Caller, scope: InstallScope, need: Need, namespace?: string): void {
+    authorize(caller.principal, scope.installId, scope.install, need, namespace);
+  }
+
+  upsertInstall(caller: Caller, input: UpsertInstallInput): Promise<Install> {
+    return this.observe('upsertInstall', async () => {
+      const p = caller.principal;
+      if (p.kind !== 'admin') throw new ForbiddenError('only admins may register installs');
+      const id = normalizeId(input.id);
+      if (!id) throw new BadInputError('install id must be a UUID');
+      if (input.tenantId !== null && input.tenantId !== undefined && normalizeId(input.tenantId) !== p.tenantId) {
+        throw new ForbiddenError('admins may only register installs of their own tenant');
+      }
+      checkUpsertInput(input);
+      const tenantId = p.tenantId;
+      const install = await this.db.transaction().execute(async (trx) => {
+        const existing = await trx.selectFrom('ext_storage_installs').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+        if (existing && existing.tenant_id !== tenantId) throw new ForbiddenError('this install belongs to another tenant');
+        const namespaces = input.namespaces === undefined ? (existing?.namespaces ?? null) : input.namespaces;
+        const quota = mergeQuota(existing?.quota ?? {}, input.quota);
+        const values = {
+          extension_id: input.extensionId,
+          enabled: input.enabled,
+          can_read: input.canRead,
+          can_write: input.canWrite,
+          namespaces: namespaces === null ? null : JSON.stringify([...new Set(namespaces)]),
+          quota: JSON.stringify(quota),
+        };
+        const row = existing
+          ? await trx
+              .updateTable('ext_storage_installs')
+              .set({ ...values, updated_at: sql`now()` })
+              .where('id', '=', id)
+              .returningAll()
+              .executeTakeFirstOrThrow()
+          : await trx
+              .insertInto('ext_storage_installs')
+              .values({ id, tenant_id: tenantId, ...values })
+              .returningAll()
+              .executeTakeFirstOrThrow();
+        await trx
+          .insertInto('ext_storage_install_locks')
+          .values({ tenant_id: tenantId, install_id: id })
+          .onConflict((oc) => oc.columns(['tenant_id', 'install_id']).doNothing())
+          .execute();
+        await appendAuditEvent(trx, { tenantId, installId: id }, { operation: 'upsertInstall', namespace: null, actor: p.actor, requestId: caller.requestId });
+        return toInstall(row as Parameters<typeof toInstall>[0]);
+      });
+      caller.installs?.set(id, Promise.resolve(install));
+      return install;
+    });
+  }
+
+  listInstalls(caller: Caller, first: number | null | undefined, after: string | null | undefined): Promise<Page<Install>> {
+    return this.observe('listInstalls', async () => {
+      const p = caller.principal;
+      if (p.kind !== 'admin') throw new ForbiddenError('only admins may list installs');
+      const n = checkPageSize(first, this.settings.limits);
+      const afterId = after ? decodeCursor<string>(after, 'i', p.tenantId, 'string') : null;
+      let q = this.db.selectFrom('ext_storage_installs').selectAll().where('tenant_id', '=', p.tenantId);
+      if (afterId) q = q.where('id', '>', afterId);
+      const rows = await q.orderBy('id').limit(n + 1).execute();
+      const items = rows.slice(0, n).map((r) => toInstall(r as Parameters<typeof toInstall>[0]));
+      for (const i of items) caller.installs?.set(i.id, Promise.resolve(i));
+      return page(items, rows.length > n, (i) => encodeCursor('i', p.tenantId, i.id));
+    });
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /** Validates a read of keys in a namespace (after access was granted). */
+  checkReadKeys(namespace: string, keys: readonly string[]): void {
+    checkNamespace(namespace);
+    checkKeysPerRead(keys, this.settings.limits);
+  }
+
+  /** Live records by key, in one statement: the DataLoader batch function. */
+  readRecords(scope: InstallScope, namespace: string, keys: readonly string[]): Promise<Map<string, StoredRecord>> {
+    return this.observe('getRecords', () => selectRecords(this.db, scope, namespace, keys));
+  }
+
+  async getRecord(caller: Caller, input: { installId?: string | null; namespace: string; key: string }): Promise<StoredRecord | null> {
+    const scope = await this.resolveInstall(caller, input.installId, 'read', input.namespace);
+    this.checkReadKeys(input.namespace, [input.key]);
+    return (await this.readRecords(scope, input.namespace, [input.key])).get(input.key) ?? null;
+  }
+
+  listRecords(
+    scope: InstallScope,
+    namespace: string,
+    opts: { prefix?: string | null; first?: number | null; after?: string | null },
+  ): Promise<Page<StoredRecord>> {
+    return this.observe('listRecords', async () => {
+      checkNamespace(namespace);
+      const first = checkPageSize(opts.first, this.settings.limits);
+      if (opts.prefix !== null && opts.prefix !== undefined && opts.prefix !== '') checkKey(opts.prefix, this.settings.limits);
+      const tag = `${scope.installId}/${namespace}`;
+      const afterKey = opts.after ? decodeCursor<string>(opts.after, 'r', tag, 'string') : null;
+      const { records, hasNextPage } = await selectRecordPage(this.db, scope, namespace, { prefix: opts.prefix, afterKey, first });
+      return page(records, hasNextPage, (r) => encodeCursor('r', tag, r.key));
+    });
+  }
+
+  namespaceUsage(scope: InstallScope, namespace?: string): Promise<NamespaceUsage[]> {
+    return namespaceUsage(this.db, scope, namespace);
+  }
+
+  async usage(scope: InstallScope): Promise<Usage> {
+    return totalUsage(await namespaceUsage(this.db, scope));
+  }
+
+  activeSchema(scope: InstallScope, namespace: string): Promise<NamespaceSchema | null> {
+    return activeSchema(this.db, { ...scope, namespace });
+  }
+
+  auditLog(caller: Caller, scope: InstallScope, first: number | null | undefined, after: string | null | undefined): Promise<Page<AuditEvent>> {
+    return this.observe('auditLog', async () => {
+      if (caller.principal.kind !== 'admin') throw new ForbiddenError('only admins may read the audit log');
+      const n = checkPageSize(first, this.settings.limits);
+      const beforeId = after ? decodeCursor<number>(after, 'a', scope.installId, 'number') : null;
+      const { events, hasNextPage } = await selectAuditPage(this.db, scope, { first: n, beforeId });
+      return page(events, hasNextPage, (e) => encodeCursor('a', scope.installId, e.id));
+    });
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  putRecord(caller: Caller, input: PutInput): Promise<StoredRecord> {
+    return this.observe('putRecord', async () => {
+      const scope = await this.resolveInstall(caller, input.installId, 'write', input.namespace);
+      checkNamespace(input.namespace);
+      const ifRevision = checkIfRevision(input.ifRevision);
+      const ttl = checkTtlType(input.ttlSeconds);
+      if (input.schemaVersion !== null && input.schemaVersion !== undefined && (!Number.isSafeInteger(input.schemaVersion) || input.schemaVersion < 1)) {
+        throw new ValidationFailedError(`unknown schema version ${String(input.schemaVersion)}`, [], null);
+      }
+      checkKey(input.key, this.settings.limits);
+      checkValueFormat(input.value, input.metadata);
+      const sized = checkValueSizes(input.value, input.metadata, ttl, this.settings.limits, scope.quota);
+      const item: PreparedItem = { index: 0, key: input.key, ...sized, ttlSeconds: ttl, ifRevision };
+      const [record] = await this.writeItems(caller, scope, input.namespace, [item], {
+        operation: 'putRecord',
+        bulk: false,
+        pinnedSchemaVersion: input.schemaVersion ?? null,
+      });
+      return record!;
+    });
+  }
+
+  bulkPutRecords(caller: Caller, input: BulkPutInput): Promise<StoredRecord[]> {
+    return this.observe('bulkPutRecords', async () => {
+      const scope = await this.resolveInstall(caller, input.installId, 'write', input.namespace);
+      const limits = this.settings.limits;
+      const items = input.items;
+      if (!Array.isArray(items) || items.length === 0 || items.length > limits.maxBulkItems) {
+        throw new LimitExceededError('bulkItems', `a bulk write takes 1 to ${limits.maxBulkItems} items`, limits.maxBulkItems, Array.isArray(items) ? items.length : null);
+      }
+      const seen = new Set<string>();
+      items.forEach((item, index) => {
+        if (seen.has(item.key)) {
+          throw new LimitExceededError('bulkDuplicateKey', `key "${String(item.key).slice(0, 300)}" appears more than once`, null, null, index);
+        }
+        seen.add(item.key);
+      });
+      checkNamespace(input.namespace);
+      const atItem = <T>(index: number, check: () => T): T => {
+        try {
+          return check();
+        } catch (error) {
+          throw error instanceof LimitExceededError ? error.atItem(index) : error instanceof BadInputError ? new BadInputError(`item ${index}: ${error.message}`) : error;
+        }
+      };
+      const revisions = items.map((item, index) =>
+        atItem(index, () => {
+          const ifRevision = checkIfRevision(item.ifRevision);
+          checkKey(item.key, limits);
+          checkValueFormat(item.value, item.metadata);
+          return ifRevision;
+        }),
+      );
+      const prepared: PreparedItem[] = items.map((item, index) =>
+        atItem(index, () => {
+          const ttl = checkTtlType(item.ttlSeconds);
+          const sized = checkValueSizes(item.value, item.metadata, ttl, limits, scope.quota);
+          return { index, key: item.key, ...sized, ttlSeconds: ttl, ifRevision: revisions[index]! };
+        }),
+      );
+      const total = prepared.reduce((sum, i) => sum + i.valueBytes + i.metadataBytes, 0);
+      if (total > limits.maxBulkBytes) {
+        throw new LimitExceededError('bulkBytes', `the batch is ${total} bytes; the limit is ${limits.maxBulkBytes}`, limits.maxBulkBytes, total);
+      }
+      return this.writeItems(caller, scope, input.namespace, prepared, { operation: 'bulkPutRecords', bulk: true, pinnedSchemaVersion: null });
+    });
+  }
+
+  private async writeItems(
+    caller: Caller,
+    scope: InstallScope,
+    namespace: string,
+    items: PreparedItem[],
+    opts: { operation: 'putRecord' | 'bulkPutRecords'; bulk: boolean; pinnedSchemaVersion: number | null },
+  ): Promise<StoredRecord[]> {
+    const keys = items.map((i) => i.key);
+    const written = await this.db.transaction().execute(async (trx) => {
+      await lockInstall(trx, scope);
+      let targets = await selectTargets(trx, scope, namespace, keys);
+      let stats = await namespaceUsage(trx, scope);
+      if (stats.some((n) => n.expiredKeys > 0)) {
+        const removed = await sweepExpired(trx, scope, { limit: this.settings.limits.sweepBatch, namespace, keys, requestId: caller.requestId });
+        if (removed > 0) {
+          this.hooks.onTtlDeleted?.(removed);
+          targets = await selectTargets(trx, scope, namespace, keys);
+          stats = await namespaceUsage(trx, scope);
+        }
+      }
+      const live = (key: string): TargetState | undefined => {
+        const t = targets.get(key);
+        return t && !t.expired ? t : undefined;
+      };
+
+      // Revisions.
+      const rows: RowToWrite[] = items.map((item) => {
+        const current = live(item.key);
+        if (item.ifRevision !== null) {
+          const ok = item.ifRevision === 0 ? current === undefined : current?.revision === item.ifRevision;
+          if (!ok) throw new RevisionMismatchError(namespace, item.key, item.ifRevision, current?.revision ?? null);
+        }
+        const storedBytes = item.valueBytes + item.metadataBytes;
+        return {
+          key: item.key,
+          value: item.value,
+          metadata: item.metadata,
+          valueBytes: item.valueBytes,
+          metadataBytes: item.metadataBytes,
+          revision: (current?.revision ?? 0) + 1,
+          ttlSeconds: item.ttlSeconds,
+          bytesDelta: storedBytes - (current?.bytes ?? 0),
+        };
+      });
+
+      // Schema.
+      const schemaScope = { ...scope, namespace };
+      const version = opts.pinnedSchemaVersion ?? (await activeSchemaVersion(trx, schemaScope));
+      if (version !== null) {
+        const validate = await this.validators.get(trx, schemaScope, version);
+        if (!validate) throw new ValidationFailedError(`unknown schema version ${version}`, [], version);
+        const issues: ValidationIssue[] = [];
+        for (const item of items) issues.push(...validationIssues(validate, item.value, opts.bulk ? `/${item.index}` : ''));
+        if (issues.length > 0) {
+          throw new ValidationFailedError(`value does not match schema version ${version}`, issues.slice(0, 100), version);
+        }
+      }
+
+      // Quotas, against live usage (expired records never count, swept or not).
+      const newKeys = items.map((item) => live(item.key) === undefined);
+      const quotaError = checkQuotas(scope.quota, stats, namespace, newKeys, rows.map((r) => r.bytesDelta), opts.bulk);
+      if (quotaError) throw quotaError;
+
+      const keysDelta = newKeys.filter(Boolean).length;
+      const bytesDelta = rows.reduce((s, r) => s + r.bytesDelta, 0);
+      const records = await upsertRecords(
+        trx,
+        {
+          ...scope,
+          namespace,
+          operation: opts.operation,
+          actor: caller.principal.actor,
+          requestId: caller.requestId,
+          schemaVersion: version,
+          keysDelta,
+          bytesDelta,
+        },
+        rows,
+      );
+      this.notePressure(scope.quota, stats, namespace, keysDelta, bytesDelta);
+      return { records, bytes: rows.reduce((s, r) => s + r.valueBytes + r.metadataBytes, 0) };
+    });
+    this.hooks.onBytesWritten?.(written.bytes);
+    return written.records;
+  }
+
+  private notePressure(quota: QuotaSettings, stats: NamespaceUsage[], namespace: string, keysDelta: number, bytesDelta: number): void {
+    const hook = this.hooks.onQuotaPressure;
+    if (!hook) return;
+    const before = totalUsage(stats);
+    const ns = stats.find((n) => n.namespace === namespace);
+    const nsKeys = ns?.keyCount ?? 0;
+    const namespacesAfter = before.namespaces + (nsKeys === 0 && keysDelta > 0 ? 1 : 0);
+    const checks: Array<[QuotaName, number, number, number]> = [
+      ['namespaces', before.namespaces, namespacesAfter, quota.maxNamespaces],
+      ['keysPerNamespace', nsKeys, nsKeys + keysDelta, quota.maxKeysPerNamespace],
+      ['bytes', before.bytes, before.bytes + bytesDelta, quota.maxBytes],
+    ];
+    for (const [name, was, now, allowed] of checks) {
+      for (const threshold of PRESSURE_THRESHOLDS) {
+        if (allowed > 0 && was < threshold * allowed && now >= threshold * allowed) hook(name, threshold);
+      }
+    }
+  }
+
+  deleteRecord(caller: Caller, input: DeleteInput): Promise<{ namespace: string; key: string; deleted: boolean }> {
+    return this.observe('deleteRecord', async () => {
+      const scope = await this.resolveInstall(caller, input.installId, 'write', input.namespace);
+      checkNamespace(input.namespace);
+      const ifRevision = checkIfRevision(input.ifRevision);
+      checkKey(input.key, this.settings.limits);
+      const { namespace, key } = input;
+      const deleted = await this.db.transaction().execute(async (trx) => {
+        await lockInstall(trx, scope);
+        let target = (await selectTargets(trx, scope, namespace, [key])).get(key);
+        if (target?.expired) {
+          const removed = await sweepExpired(trx, scope, { limit: this.settings.limits.sweepBatch, namespace, keys: [key], requestId: caller.requestId });
+          this.hooks.onTtlDeleted?.(removed);
+          target = undefined;
+        }
+        if (ifRevision !== null) {
+          const ok = ifRevision === 0 ? target === undefined : target?.revision === ifRevision;
+          if (!ok) throw new RevisionMismatchError(namespace, key, ifRevision, target?.revision ?? null);
+        }
+        if (!target) return false;
+        await deleteRecordRow(trx, { ...scope, namespace, key, bytes: target.bytes, actor: caller.principal.actor, requestId: caller.requestId });
+        return true;
+      });
+      return { namespace, key, deleted };
+    });
+  }
+
+  setNamespaceSchema(caller: Caller, input: { installId: string; namespace: string; schema: unknown }): Promise<NamespaceSchema> {
+    return this.observe('setNamespaceSchema', async () => {
+      if (caller.principal.kind !== 'admin') throw new ForbiddenError('only admins may set schemas');
+      const scope = await this.resolveInstall(caller, input.installId, 'write');
+      checkNamespace(input.namespace);
+      const validate = compileSchema(input.schema);
+      const schemaScope = { ...scope, namespace: input.namespace };
+      const stored = await this.db.transaction().execute(async (trx) => {
+        await lockInstall(trx, scope);
+        const version = ((await activeSchemaVersion(trx, schemaScope)) ?? 0) + 1;
+        const row = await trx
+          .insertInto('ext_storage_schemas')
+          .values({
+            tenant_id: scope.tenantId,
+            install_id: scope.installId,
+            namespace: input.namespace,
+            version,
+            schema: JSON.stringify(input.schema),
+            created_at: sql`now()`,
+          })
+          .returning(['version', 'schema', 'created_at'])
+          .executeTakeFirstOrThrow();
+        await appendAuditEvent(trx, scope, { operation: 'setNamespaceSchema', namespace: input.namespace, actor: caller.principal.actor, requestId: caller.requestId });
+        return { version: row.version, schema: row.schema, createdAt: row.created_at };
+      });
+      this.validators.remember(schemaScope, stored.version, validate);
+      return stored;
+    });
+  }
+}
+
+function page<T>(items: T[], hasNextPage: boolean, cursorOf: (item: T) => string): Page<T> {
+  const last = items[items.length - 1];
+  return { items, hasNextPage, endCursor: last === undefined ? null : cursorOf(last), cursorOf };
+}
+
+/**
+ * The first quota a write would break, checked against the batch's total (only growth is
+ * refused), or null. `itemIndex` (bulk only) names the first item that does not fit.
+ */
+export function checkQuotas(
+  quota: QuotaSettings,
+  stats: readonly NamespaceUsage[],
+  namespace: string,
+  newKeys: readonly boolean[],
+  bytesDeltas: readonly number[],
+  bulk: boolean,
+): QuotaExceededError | null {
+  const usage = totalUsage(stats);
+  const nsKeys = stats.find((n) => n.namespace === namespace)?.keyCount ?? 0;
+  const keysDelta = newKeys.filter(Boolean).length;
+  const bytesDelta = bytesDeltas.reduce((s, d) => s + d, 0);
+  const index = (i: number) => (bulk ? i : null);
+  if (nsKeys === 0 && keysDelta > 0 && usage.namespaces + 1 > quota.maxNamespaces) {
+    return new QuotaExceededError('namespaces', quota.maxNamespaces, usage.namespaces, index(newKeys.indexOf(true)));
+  }
+  if (keysDelta > 0 && nsKeys + keysDelta > quota.maxKeysPerNamespace) {
+    let running = nsKeys;
+    const first = newKeys.findIndex((isNew) => isNew && ++running > quota.maxKeysPerNamespace);
+    return new QuotaExceededError('keysPerNamespace', quota.maxKeysPerNamespace, nsKeys, index(first));
+  }
+  if (bytesDelta > 0 && usage.bytes + bytesDelta > quota.maxBytes) {
+    let running = usage.bytes;
+    const first = bytesDeltas.findIndex((d) => (running += d) > quota.maxBytes);
+    return new QuotaExceededError('bytes', quota.maxBytes, usage.bytes, index(first));
+  }
+  return null;
+}
