@@ -14,6 +14,7 @@ export interface DatabaseHandle {
   kind: 'postgres' | 'pglite';
   /** Pool figures for the metrics gauges (PGlite has one connection). */
   poolStats(): { total: number; idle: number; waiting: number };
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -49,6 +50,7 @@ export async function openDatabase(
       db,
       kind: 'postgres',
       poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
+      ping: () => ping(db),
       close: () => db.destroy(),
     };
   }
@@ -62,6 +64,7 @@ export async function openDatabase(
     db,
     kind: 'pglite',
     poolStats: () => ({ total: 1, idle: 1, waiting: 0 }),
+    ping: () => ping(db),
     close: () => db.destroy(),
   };
 }

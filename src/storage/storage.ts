@@ -76,7 +76,7 @@ export interface PutInput {
   installId?: string | null;
   namespace: string;
   key: string;
-  value: unknown;
+  value?: unknown;
   metadata?: unknown;
   ttlSeconds?: number | null;
   ifRevision?: number | null;
@@ -85,7 +85,7 @@ export interface PutInput {
 
 export interface BulkPutItem {
   key: string;
-  value: unknown;
+  value?: unknown;
   metadata?: unknown;
   ttlSeconds?: number | null;
   ifRevision?: number | null;
@@ -114,7 +114,7 @@ export interface Page<T> {
 interface PreparedItem {
   index: number;
   key: string;
-  value: unknown;
+  value?: unknown;
   metadata: Record<string, unknown>;
   valueBytes: number;
   metadataBytes: number;
@@ -524,7 +524,7 @@ export class Storage {
     });
   }
 
-  setNamespaceSchema(caller: Caller, input: { installId: string; namespace: string; schema: unknown }): Promise<NamespaceSchema> {
+  setNamespaceSchema(caller: Caller, input: { installId: string; namespace: string; schema?: unknown }): Promise<NamespaceSchema> {
     return this.observe('setNamespaceSchema', async () => {
       if (caller.principal.kind !== 'admin') throw new ForbiddenError('only admins may set schemas');
       const scope = await this.resolveInstall(caller, input.installId, 'write');

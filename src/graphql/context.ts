@@ -1,0 +1,39 @@
+import DataLoader from 'dataloader';
+import type { Config } from '../config.js';
+import type { InstallScope } from '../storage/installs.js';
+import type { Caller } from '../storage/principal.js';
+import type { StoredRecord } from '../storage/records.js';
+import type { Storage } from '../storage/storage.js';
+
+export interface GraphQLContext {
+  caller: Caller;
+  storage: Storage;
+  config: Config;
+  /** One DataLoader per install and namespace: every record read of a request is batched through it. */
+  recordLoader(scope: InstallScope, namespace: string): DataLoader<string, StoredRecord | null>;
+}
+
+export function createGraphQLContext(caller: Caller, storage: Storage, config: Config): GraphQLContext {
+  const loaders = new Map<string, DataLoader<string, StoredRecord | null>>();
+  caller.installs ??= new Map();
+  return {
+    caller,
+    storage,
+    config,
+    recordLoader(scope, namespace) {
+      const id = `${scope.installId}/${namespace}`;
+      let loader = loaders.get(id);
+      if (!loader) {
+        loader = new DataLoader(
+          async (keys) => {
+            const found = await storage.readRecords(scope, namespace, keys);
+            return keys.map((k) => found.get(k) ?? null);
+          },
+          { maxBatchSize: Math.max(storage.settings.limits.maxKeysPerRead, 100) },
+        );
+        loaders.set(id, loader);
+      }
+      return loader;
+    },
+  };
+}

@@ -1,0 +1,220 @@
+/**
+ * The Runner's existing REST protocol (contract, "HTTP surface"), served by the same storage core
+ * as GraphQL: this file only translates bodies and maps errors to status codes.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  BadInputError,
+  LimitExceededError,
+  QuotaExceededError,
+  RevisionMismatchError,
+  StorageError,
+  UnavailableError,
+  ValidationFailedError,
+  mapDatabaseError,
+  type StorageErrorCode,
+} from '../storage/errors.js';
+import type { Principal } from '../storage/principal.js';
+import type { StoredRecord } from '../storage/records.js';
+import type { BulkPutItem, Storage } from '../storage/storage.js';
+import { BodyTooLargeError, readBody } from './body.js';
+import { sendJson } from './respond.js';
+
+export const RUNNER_PATH = '/api/internal/ext-storage/install/';
+
+export interface RunnerDeps {
+  storage: Storage;
+  /** Checks x-runner-auth for the install named in the path; throws a StorageError when refused. */
+  authenticate(installId: string): Promise<Principal>;
+  requestId: string;
+  maxBodyBytes: number;
+  logError(error: unknown): void;
+  log: { operation?: string };
+}
+
+class ProtocolError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: unknown = null,
+  ) {
+    super(message);
+  }
+}
+
+const STATUS: Record<StorageErrorCode, [number, string]> = {
+  VALIDATION_FAILED: [400, 'VALIDATION_FAILED'],
+  LIMIT_EXCEEDED: [400, 'LIMIT_EXCEEDED'],
+  QUOTA_EXCEEDED: [429, 'QUOTA_EXCEEDED'],
+  REVISION_MISMATCH: [409, 'REVISION_MISMATCH'],
+  NOT_FOUND: [404, 'NOT_FOUND'],
+  UNAUTHENTICATED: [401, 'UNAUTHORIZED'],
+  FORBIDDEN: [403, 'FORBIDDEN'],
+  RATE_LIMITED: [429, 'RATE_LIMITED'],
+  INTERNAL: [500, 'INTERNAL_ERROR'],
+};
+
+function details(error: StorageError): unknown {
+  if (error instanceof RevisionMismatchError) {
+    return { namespace: error.namespace, key: error.key, expectedRevision: error.expectedRevision, currentRevision: error.currentRevision };
+  }
+  if (error instanceof QuotaExceededError) return { quota: error.quota, allowed: error.allowed, used: error.used, itemIndex: error.itemIndex };
+  if (error instanceof LimitExceededError) return { limit: error.limit, max: error.max, actual: error.actual, itemIndex: error.itemIndex };
+  if (error instanceof ValidationFailedError) return { schemaVersion: error.schemaVersion, issues: error.issues };
+  return null;
+}
+
+function recordShape(r: StoredRecord, withValue: boolean, withMetadata: boolean): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    namespace: r.namespace,
+    key: r.key,
+    revision: r.revision,
+    ttlExpiresAt: r.ttlExpiresAt?.toISOString() ?? null,
+    createdAt: r.createdAt.toISOString(),
+    updatedAt: r.updatedAt.toISOString(),
+  };
+  if (withValue) out.value = r.value;
+  if (withMetadata) out.metadata = r.metadata;
+  return out;
+}
+
+type Body = Record<string, unknown>;
+
+function field<T>(body: Body, name: string, type: 'string' | 'number' | 'boolean' | 'object' | 'array', required: boolean): T | undefined {
+  const v = body[name];
+  if (v === undefined || v === null) {
+    if (required) throw new ProtocolError(400, 'VALIDATION_FAILED', `"${name}" is required`);
+    return undefined;
+  }
+  const ok = type === 'array' ? Array.isArray(v) : type === 'object' ? typeof v === 'object' && !Array.isArray(v) : typeof v === type;
+  if (!ok) throw new ProtocolError(400, 'VALIDATION_FAILED', `"${name}" must be ${type === 'array' ? 'an array' : `a ${type}`}`);
+  return v as T;
+}
+
+function optionalInt(body: Body, name: string): number | null {
+  const v = field<number>(body, name, 'number', false);
+  if (v === undefined) return null;
+  if (!Number.isInteger(v)) throw new ProtocolError(400, 'VALIDATION_FAILED', `"${name}" must be an integer`);
+  return v;
+}
+
+async function execute(body: Body, principal: Principal, deps: RunnerDeps): Promise<unknown> {
+  const { storage } = deps;
+  const caller = { principal, requestId: deps.requestId };
+  const operation = field<string>(body, 'operation', 'string', true)!;
+  deps.log.operation = operation;
+  const namespace = field<string>(body, 'namespace', 'string', true)!;
+  switch (operation) {
+    case 'put': {
+      if (!('value' in body)) throw new ProtocolError(400, 'VALIDATION_FAILED', '"value" is required');
+      const record = await storage.putRecord(caller, {
+        namespace,
+        key: field<string>(body, 'key', 'string', true)!,
+        value: body.value,
+        metadata: body.metadata,
+        ttlSeconds: optionalInt(body, 'ttlSeconds'),
+        ifRevision: optionalInt(body, 'ifRevision'),
+        schemaVersion: optionalInt(body, 'schemaVersion'),
+      });
+      return recordShape(record, false, false);
+    }
+    case 'get': {
+      const record = await storage.getRecord(caller, { namespace, key: field<string>(body, 'key', 'string', true)! });
+      if (!record) throw new ProtocolError(404, 'NOT_FOUND', 'record not found');
+      return recordShape(record, true, true);
+    }
+    case 'list': {
+      const limit = optionalInt(body, 'limit');
+      const cursor = field<string>(body, 'cursor', 'string', false);
+      const keyPrefix = field<string>(body, 'keyPrefix', 'string', false);
+      const includeValues = field<boolean>(body, 'includeValues', 'boolean', false) ?? true;
+      const includeMetadata = field<boolean>(body, 'includeMetadata', 'boolean', false) ?? true;
+      const scope = await storage.resolveInstall(caller, undefined, 'read', namespace);
+      const page = await storage.listRecords(scope, namespace, { prefix: keyPrefix, first: limit, after: cursor });
+      return {
+        items: page.items.map((r) => recordShape(r, includeValues, includeMetadata)),
+        nextCursor: page.hasNextPage ? page.endCursor : null,
+      };
+    }
+    case 'delete': {
+      const result = await storage.deleteRecord(caller, {
+        namespace,
+        key: field<string>(body, 'key', 'string', true)!,
+        ifRevision: optionalInt(body, 'ifRevision'),
+      });
+      return { success: result.deleted };
+    }
+    case 'bulkPut': {
+      const items = field<unknown[]>(body, 'items', 'array', true)!;
+      const parsed: BulkPutItem[] = items.map((item, index) => {
+        if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+          throw new ProtocolError(400, 'VALIDATION_FAILED', `items[${index}] must be an object`);
+        }
+        const it = item as Body;
+        if (!('value' in it)) throw new ProtocolError(400, 'VALIDATION_FAILED', `items[${index}].value is required`);
+        return {
+          key: field<string>(it, 'key', 'string', true)!,
+          value: it.value,
+          metadata: it.metadata,
+          ttlSeconds: optionalInt(it, 'ttlSeconds'),
+          ifRevision: optionalInt(it, 'ifRevision'),
+        };
+      });
+      const records = await storage.bulkPutRecords(caller, { namespace, items: parsed });
+      return {
+        namespace,
+        items: records.map((r) => ({ key: r.key, revision: r.revision, ttlExpiresAt: r.ttlExpiresAt?.toISOString() ?? null })),
+      };
+    }
+    default:
+      throw new ProtocolError(400, 'VALIDATION_FAILED', 'operation must be one of put, get, list, delete, bulkPut');
+  }
+}
+
+export async function handleRunnerRequest(req: IncomingMessage, res: ServerResponse, path: string, deps: RunnerDeps): Promise<void> {
+  const sendError = (status: number, code: string, message: string, extra: unknown = null, headers: Record<string, string> = {}) =>
+    sendJson(res, status, { error: message, code, details: extra }, headers);
+  try {
+    if (req.method !== 'POST') {
+      sendError(405, 'METHOD_NOT_ALLOWED', 'use POST', null, { allow: 'POST' });
+      return;
+    }
+    const installId = decodeURIComponent(path.slice(RUNNER_PATH.length));
+    const principal = await deps.authenticate(installId);
+    let body: unknown;
+    try {
+      const raw = await readBody(req, deps.maxBodyBytes);
+      body = JSON.parse(raw.toString('utf8'));
+    } catch (error) {
+      if (error instanceof BodyTooLargeError) {
+        sendError(413, 'PAYLOAD_TOO_LARGE', `request body larger than ${deps.maxBodyBytes} bytes`, null, { connection: 'close' });
+        return;
+      }
+      throw new ProtocolError(400, 'VALIDATION_FAILED', 'the body must be a JSON object');
+    }
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw new ProtocolError(400, 'VALIDATION_FAILED', 'the body must be a JSON object');
+    }
+    sendJson(res, 200, await execute(body as Body, principal, deps));
+  } catch (error) {
+    if (error instanceof ProtocolError) {
+      sendError(error.status, error.code, error.message, error.details);
+      return;
+    }
+    const mapped = mapDatabaseError(error);
+    if (mapped instanceof UnavailableError) {
+      sendError(503, 'INTERNAL_ERROR', mapped.message);
+      return;
+    }
+    if (mapped instanceof StorageError) {
+      const [status, code] = mapped instanceof BadInputError ? [400, 'VALIDATION_FAILED'] : STATUS[mapped.code];
+      const headers: Record<string, string> = {};
+      if (status === 429 && 'retryAfterSeconds' in mapped) headers['retry-after'] = String(mapped.retryAfterSeconds);
+      sendError(status, code, mapped.message, details(mapped), headers);
+      return;
+    }
+    deps.logError(error);
+    sendError(500, 'INTERNAL_ERROR', 'internal error');
+  }
+}

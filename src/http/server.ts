@@ -1,0 +1,338 @@
+/** The HTTP server: routes, CORS, body limits, credentials, rate limits, then Yoga or the Runner protocol. */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
+import type { DocumentNode } from 'graphql';
+import { createYoga, type Plugin } from 'graphql-yoga';
+import { createAuthenticator, type Authenticator } from '../auth/credentials.js';
+import type { Config } from '../config.js';
+import type { DatabaseHandle } from '../db/database.js';
+import { migrationsApplied } from '../db/migrate.js';
+import { createGraphQLContext, type GraphQLContext } from '../graphql/context.js';
+import { maskError } from '../graphql/errors.js';
+import { schema } from '../graphql/schema.js';
+import type { Logger } from '../logger.js';
+import { mapDatabaseError, RateLimitedError, StorageError, UnavailableError } from '../storage/errors.js';
+import type { Caller, Principal } from '../storage/principal.js';
+import { Storage } from '../storage/storage.js';
+import { BodyTooLargeError, readBody } from './body.js';
+import { graphiqlOptions, type GraphiQLDemo } from './graphiql.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { RateLimiter } from './rate-limit.js';
+import { sendGraphQLError, sendJson } from './respond.js';
+import { handleRunnerRequest, RUNNER_PATH } from './runner-protocol.js';
+
+export interface App {
+  config: Config;
+  server: Server;
+  storage: Storage;
+  metrics: Metrics;
+  authenticator: Authenticator;
+  listen(port?: number, host?: string): Promise<string>;
+  url(): string;
+  /** Stops accepting, lets in-flight requests finish (bounded), then closes the database. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export interface AppOptions {
+  config: Config;
+  database: DatabaseHandle;
+  logger: Logger;
+  /** The HS256 secret (in dev mode generated at start). */
+  jwtSecret: string;
+  /** GraphiQL's pre-filled Authorization header (dev mode). */
+  graphiqlDemo?: GraphiQLDemo;
+}
+
+/** Per-request facts gathered along the way for the access log line. */
+interface RequestLog {
+  operation?: string;
+  operationType?: string;
+  installId?: string;
+  principal?: string;
+}
+
+type ServerContext = { caller: Caller; log: RequestLog };
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function createApp(opts: AppOptions): App {
+  const { config, database, logger } = opts;
+  const metrics = createMetrics(database.poolStats);
+  const storage = new Storage(database.db, config, metrics.storageHooks);
+  const authenticator = createAuthenticator({
+    jwtSecret: opts.jwtSecret,
+    runnerTokens: config.runnerTokens,
+    findInstall: (id) => storage.loadInstall({ principal: { kind: 'admin', tenantId: '', actor: '' }, requestId: null }, id),
+    extensionDoorsDisabled: config.extensionDoorsDisabled,
+  });
+  const limiter = new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst);
+  let ready = false;
+  let closing = false;
+
+  const observeOperation: Plugin<GraphQLContext & ServerContext> = {
+    onExecute({ args }) {
+      const log = (args.contextValue as ServerContext).log;
+      const op = (args.document as DocumentNode).definitions.find((d) => d.kind === 'OperationDefinition');
+      if (log && op && op.kind === 'OperationDefinition') {
+        log.operationType = op.operation;
+        log.operation = args.operationName ?? op.name?.value ?? undefined;
+      }
+    },
+  };
+
+  const yoga = createYoga<ServerContext, GraphQLContext>({
+    schema,
+    graphqlEndpoint: '/graphql',
+    landingPage: false,
+    logging: false,
+    context: ({ caller }) => createGraphQLContext(caller, storage, config),
+    graphiql: config.graphiql ? graphiqlOptions(opts.graphiqlDemo) : false,
+    renderGraphiQL,
+    maskedErrors: {
+      maskError: (error) => maskError(error, (e) => logger.error({ err: e }, 'unexpected error in a resolver')),
+    },
+    plugins: [
+      EnvelopArmorPlugin({
+        maxDepth: { n: config.graphqlLimits.maxDepth, ignoreIntrospection: true },
+        maxAliases: { n: config.graphqlLimits.maxAliases },
+        maxTokens: { n: config.graphqlLimits.maxTokens },
+        maxDirectives: { n: config.graphqlLimits.maxDirectives },
+        costLimit: { maxCost: config.graphqlLimits.maxCost, ignoreIntrospection: true },
+        blockFieldSuggestion: { enabled: true },
+      }),
+      observeOperation,
+    ],
+  });
+
+  function corsHeaders(req: IncomingMessage): Record<string, string> | null {
+    const origin = req.headers.origin;
+    if (!origin || !config.corsOrigins.includes(origin)) return null;
+    return { 'access-control-allow-origin': origin, vary: 'Origin' };
+  }
+
+  async function authenticate(req: IncomingMessage): Promise<Principal> {
+    const header = (name: string) => {
+      const v = req.headers[name];
+      return Array.isArray(v) ? v[0] : v;
+    };
+    return authenticator.authenticate({
+      authorization: header('authorization'),
+      runnerAuth: header('x-runner-auth'),
+      installId: header('x-install-id'),
+    });
+  }
+
+  /** Extensions and the Runner act on one install: its bucket is charged once per request. */
+  function rateLimit(principal: Principal): void {
+    if (principal.kind === 'admin') return;
+    const wait = limiter.take(principal.installId);
+    if (wait > 0) {
+      metrics.rateLimited.inc();
+      throw new RateLimitedError(wait);
+    }
+  }
+
+  async function handleGraphQL(req: IncomingMessage, res: ServerResponse, requestId: string, log: RequestLog): Promise<void> {
+    const cors = corsHeaders(req) ?? {};
+    if (req.method === 'OPTIONS') {
+      if (Object.keys(cors).length > 0) {
+        Object.assign(cors, {
+          'access-control-allow-methods': 'GET, POST, OPTIONS',
+          'access-control-allow-headers': 'Authorization, Content-Type, X-Request-Id',
+          'access-control-max-age': '600',
+        });
+      }
+      res.writeHead(204, cors);
+      res.end();
+      return;
+    }
+    const url = `http://${req.headers.host ?? 'localhost'}${req.url ?? '/graphql'}`;
+    const wantsPage = req.method === 'GET' && (req.headers.accept ?? '').includes('text/html') && !new URL(url).searchParams.has('query');
+    let caller: Caller | null = null;
+    let body: Buffer | undefined;
+    if (!wantsPage) {
+      try {
+        body = req.method === 'GET' || req.method === 'HEAD' ? undefined : await readBody(req, config.maxBodyBytes);
+      } catch (error) {
+        if (error instanceof BodyTooLargeError) {
+          sendGraphQLError(res, 413, 'PAYLOAD_TOO_LARGE', `request body larger than ${config.maxBodyBytes} bytes`, { ...cors, connection: 'close' });
+          return;
+        }
+        throw error;
+      }
+      try {
+        const principal = await authenticate(req);
+        log.principal = principal.kind;
+        if (principal.kind !== 'admin') log.installId = principal.installId;
+        rateLimit(principal);
+        caller = { principal, requestId, installs: new Map() };
+      } catch (error) {
+        const mapped = mapDatabaseError(error);
+        if (!(mapped instanceof StorageError)) throw mapped;
+        const status = mapped instanceof UnavailableError ? 503 : mapped.code === 'UNAUTHENTICATED' ? 401 : mapped.code === 'RATE_LIMITED' ? 429 : 403;
+        const headers: Record<string, string> = { ...cors };
+        if (status === 401) headers['www-authenticate'] = 'Bearer';
+        if (mapped instanceof RateLimitedError) headers['retry-after'] = String(mapped.retryAfterSeconds);
+        sendGraphQLError(res, status, mapped.code, mapped.message, headers);
+        return;
+      }
+    }
+    const headers = new Headers();
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
+    }
+    const request = new Request(url, { method: req.method, headers, body: body && body.length > 0 ? (body as unknown as BodyInit) : undefined });
+    const response = await yoga.fetch(request, {
+      caller: caller ?? { principal: { kind: 'admin', tenantId: '', actor: '' }, requestId },
+      log,
+    });
+    const outHeaders: Record<string, string> = { ...cors };
+    response.headers.forEach((v, k) => {
+      outHeaders[k] = v;
+    });
+    const payload = Buffer.from(await response.arrayBuffer());
+    outHeaders['content-length'] = String(payload.length);
+    res.writeHead(response.status, outHeaders);
+    res.end(payload);
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse, requestId: string, log: RequestLog): Promise<string> {
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (path === '/graphql') {
+      await handleGraphQL(req, res, requestId, log);
+      return 'graphql';
+    }
+    if (path === '/healthz' && req.method === 'GET') {
+      sendJson(res, 200, { status: 'ok' });
+      return 'healthz';
+    }
+    if (path === '/readyz' && req.method === 'GET') {
+      try {
+        await database.ping();
+        ready ||= await migrationsApplied(database.db);
+      } catch {
+        ready = false;
+        sendJson(res, 503, { status: 'unavailable', database: 'unreachable' });
+        return 'readyz';
+      }
+      sendJson(res, ready && !closing ? 200 : 503, { status: ready && !closing ? 'ready' : closing ? 'shutting down' : 'migrations pending' });
+      return 'readyz';
+    }
+    if (path === '/metrics' && req.method === 'GET') {
+      const text = await metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': metrics.registry.contentType });
+      res.end(text);
+      return 'metrics';
+    }
+    if (path.startsWith(RUNNER_PATH)) {
+      await handleRunnerRequest(req, res, path, {
+        storage,
+        authenticate: async (installId) => {
+          const principal = await authenticator.authenticate({
+            runnerAuth: typeof req.headers['x-runner-auth'] === 'string' ? req.headers['x-runner-auth'] : '',
+            installId,
+          });
+          log.principal = principal.kind;
+          if (principal.kind !== 'admin') log.installId = principal.installId;
+          rateLimit(principal);
+          return principal;
+        },
+        requestId,
+        maxBodyBytes: config.maxBodyBytes,
+        logError: (e) => logger.error({ err: e, requestId }, 'unexpected error in the runner protocol'),
+        log,
+      });
+      return 'runner';
+    }
+    sendJson(res, 404, { error: 'not found' });
+    return 'unknown';
+  }
+
+  const server = createServer((req, res) => {
+    const started = performance.now();
+    const given = req.headers['x-request-id'];
+    const requestId = typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID();
+    res.setHeader('x-request-id', requestId);
+    const log: RequestLog = {};
+    let routeName = 'unknown';
+    route(req, res, requestId, log)
+      .then((r) => {
+        routeName = r;
+      })
+      .catch((error: unknown) => {
+        const mapped = mapDatabaseError(error);
+        if (mapped instanceof UnavailableError) {
+          if (!res.headersSent) sendJson(res, 503, { errors: [{ message: mapped.message, extensions: { code: 'INTERNAL' } }] });
+        } else {
+          logger.error({ err: error, requestId }, 'unexpected error');
+          if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'Unexpected error.', extensions: { code: 'INTERNAL' } }] });
+        }
+        if (!res.writableEnded) res.end();
+      })
+      .finally(() => {
+        const seconds = (performance.now() - started) / 1000;
+        metrics.httpRequests.inc({ route: routeName, status: String(res.statusCode) });
+        if (routeName === 'graphql' && log.operationType) {
+          metrics.graphqlRequests.inc({ operation_type: log.operationType, outcome: res.statusCode < 400 ? 'ok' : 'error' });
+          metrics.graphqlDuration.observe({ operation_type: log.operationType }, seconds);
+        }
+        if (routeName !== 'metrics' && routeName !== 'healthz' && routeName !== 'readyz') {
+          logger.info(
+            {
+              requestId,
+              method: req.method,
+              route: routeName,
+              operation: log.operation,
+              operationType: log.operationType,
+              principal: log.principal,
+              installId: log.installId,
+              status: res.statusCode,
+              durationMs: Math.round(seconds * 1e5) / 100,
+            },
+            'request',
+          );
+        }
+      });
+  });
+  server.keepAliveTimeout = 65_000;
+
+  return {
+    config,
+    server,
+    storage,
+    metrics,
+    authenticator,
+    listen(port = config.port, host = config.host) {
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve(this.url());
+        });
+      });
+    },
+    url() {
+      const a = server.address() as AddressInfo;
+      const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+      return `http://${host}:${a.port}`;
+    },
+    async close(graceMs = 10_000) {
+      closing = true;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.closeAllConnections();
+          resolve();
+        }, graceMs);
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        server.closeIdleConnections();
+      });
+      await database.close();
+    },
+  };
+}
