@@ -49,12 +49,12 @@ export async function openTestDatabase(observers: QueryObserver[] = [], poolMax 
       handle,
       url: created.url,
       async dispose() {
-        await handle.close();
+        await handle.close().catch(() => undefined);
         await created.drop();
       },
     };
   }
   const handle = await openDatabase({ databaseUrl: undefined, pgliteDir: 'memory://', db: dbConfig }, observers);
   await migrateToLatest(handle.db);
-  return { handle, url: undefined, dispose: () => handle.close() };
+  return { handle, url: undefined, dispose: () => handle.close().catch(() => undefined) };
 }
