@@ -51,7 +51,7 @@ export async function startTestApp(env: Record<string, string> = {}, observers: 
   const database = await openTestDatabase(observers, config.db.poolMax);
   const app = createApp({ config, database: database.handle, logger: createLogger(config.logLevel), jwtSecret: secret });
   const url = await app.listen(0, '127.0.0.1');
-  const tenantId = randomUUID();
+  const tenantId: string = randomUUID();
 
   const adminToken = (tid = tenantId) => mintToken(secret, { sub: `admin-of-${tid.slice(0, 8)}`, tid, role: 'admin' });
   const adminCaller = (tid = tenantId): Caller => ({ principal: { kind: 'admin', tenantId: tid, actor: 'test-admin' }, requestId: null });

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { openDatabase, type DatabaseHandle, type QueryObserver } from '../../src/db/database.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
+import { createCitusGuard, loadParser } from './citus-guard.js';
 
 export const backend = (process.env.TEST_BACKEND ?? 'pglite') as 'pglite' | 'postgres';
 export const adminUrl = process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/postgres';
@@ -39,8 +40,15 @@ export async function createPostgresDatabase(): Promise<{ name: string; url: str
   };
 }
 
+/**
+ * Every statement sent through a test database is checked by the Citus guard (design/citus.md);
+ * dispose() fails the test file when one broke a rule.
+ */
 export async function openTestDatabase(observers: QueryObserver[] = [], poolMax = 20): Promise<TestDatabase> {
   const dbConfig = { poolMax, statementTimeoutMs: 10_000, connectionTimeoutMs: 5_000 };
+  await loadParser();
+  const guard = createCitusGuard();
+  observers = [(e) => guard.observe(e), ...observers];
   if (backend === 'postgres') {
     const created = await createPostgresDatabase();
     const handle = await openDatabase({ databaseUrl: created.url, pgliteDir: '', db: dbConfig }, observers);
@@ -51,10 +59,18 @@ export async function openTestDatabase(observers: QueryObserver[] = [], poolMax 
       async dispose() {
         await handle.close().catch(() => undefined);
         await created.drop();
+        guard.assertClean();
       },
     };
   }
   const handle = await openDatabase({ databaseUrl: undefined, pgliteDir: 'memory://', db: dbConfig }, observers);
   await migrateToLatest(handle.db);
-  return { handle, url: undefined, dispose: () => handle.close().catch(() => undefined) };
+  return {
+    handle,
+    url: undefined,
+    async dispose() {
+      await handle.close().catch(() => undefined);
+      guard.assertClean();
+    },
+  };
 }
