@@ -44,6 +44,8 @@ export interface Config {
   db: { poolMax: number; statementTimeoutMs: number; connectionTimeoutMs: number };
   graphqlLimits: { maxDepth: number; maxAliases: number; maxTokens: number; maxCost: number; maxDirectives: number };
   metricsInstallLabels: boolean;
+  /** How long a gateway reuses an install lookup; a change made through another instance shows within it. */
+  installCacheMs: number;
   logLevel: string;
 }
 
@@ -153,6 +155,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxDirectives: int(env, 'STORAGE_GRAPHQL_MAX_DIRECTIVES', 20, 1),
     },
     metricsInstallLabels: bool(env, 'STORAGE_METRICS_INSTALL_LABELS', false),
+    installCacheMs: int(env, 'STORAGE_INSTALL_CACHE_MS', 1000),
     logLevel: env.LOG_LEVEL?.trim() || (nodeEnv === 'test' ? 'silent' : 'info'),
   };
 }

@@ -51,12 +51,14 @@ import {
 } from './records.js';
 import { activeSchema, activeSchemaVersion, compileSchema, ValidatorCache, validationIssues, type NamespaceSchema } from './schemas.js';
 import { sweepExpired } from './ttl.js';
-import { namespaceUsage, totalUsage, type NamespaceUsage, type Usage } from './usage.js';
+import { namespaceUsage, selectWriteState, totalUsage, type NamespaceUsage, type Usage } from './usage.js';
 import { sql } from 'kysely';
 
 export interface StorageSettings {
   limits: Limits;
   quotaDefaults: QuotaSettings;
+  /** How long this process may reuse an install lookup (ms); 0 = always ask the database. */
+  installCacheMs?: number;
 }
 
 export type Outcome = 'ok' | 'error' | string;
@@ -140,6 +142,7 @@ function checkTtlType(ttlSeconds: unknown): number | null {
 
 export class Storage {
   readonly validators = new ValidatorCache();
+  private readonly installCache = new Map<string, { install: Install | undefined; expires: number }>();
 
   constructor(
     readonly db: Db,
@@ -165,17 +168,33 @@ export class Storage {
 
   // ---------------------------------------------------------------- installs and access
 
-  async loadInstall(caller: Caller, id: string): Promise<Install | undefined> {
-    const cache = caller.installs;
-    if (cache) {
-      let pending = cache.get(id);
-      if (!pending) {
-        pending = findInstalls(this.db, [id]).then((m) => m.get(id));
-        cache.set(id, pending);
-      }
-      return pending;
+  /**
+   * Install lookups: memoised per request (caller.installs) and cached in this process for
+   * `installCacheMs` (0 turns it off). An upsert through this instance refreshes its entry at
+   * once; other instances see a change within installCacheMs.
+   */
+  async loadInstall(caller: Caller | null, id: string): Promise<Install | undefined> {
+    const memo = caller?.installs;
+    const hit = memo?.get(id);
+    if (hit) return hit;
+    const pending = this.fetchInstall(id);
+    memo?.set(id, pending);
+    return pending;
+  }
+
+  private async fetchInstall(id: string): Promise<Install | undefined> {
+    const ttl = this.settings.installCacheMs ?? 0;
+    const now = performance.now();
+    if (ttl > 0) {
+      const cached = this.installCache.get(id);
+      if (cached && cached.expires > now) return cached.install;
     }
-    return (await findInstalls(this.db, [id])).get(id);
+    const install = (await findInstalls(this.db, [id])).get(id);
+    if (ttl > 0) {
+      if (this.installCache.size >= 10_000) this.installCache.clear();
+      this.installCache.set(id, { install, expires: now + ttl });
+    }
+    return install;
   }
 
   /** The install a call acts on, checked for `need` (and the namespace, when given). */
@@ -246,6 +265,7 @@ export class Storage {
         return toInstall(row as Parameters<typeof toInstall>[0]);
       });
       caller.installs?.set(id, Promise.resolve(install));
+      this.installCache.delete(id);
       return install;
     });
   }
@@ -402,16 +422,15 @@ export class Storage {
     const keys = items.map((i) => i.key);
     const written = await this.db.transaction().execute(async (trx) => {
       await lockInstall(trx, scope);
-      let targets = await selectTargets(trx, scope, namespace, keys);
-      let stats = await namespaceUsage(trx, scope);
-      if (stats.some((n) => n.expiredKeys > 0)) {
+      let state = await selectWriteState(trx, scope, namespace, keys);
+      if (state.namespaces.some((n) => n.expiredKeys > 0)) {
         const removed = await sweepExpired(trx, scope, { limit: this.settings.limits.sweepBatch, namespace, keys, requestId: caller.requestId });
         if (removed > 0) {
           this.hooks.onTtlDeleted?.(removed);
-          targets = await selectTargets(trx, scope, namespace, keys);
-          stats = await namespaceUsage(trx, scope);
+          state = await selectWriteState(trx, scope, namespace, keys);
         }
       }
+      const { targets, namespaces: stats } = state;
       const live = (key: string): TargetState | undefined => {
         const t = targets.get(key);
         return t && !t.expired ? t : undefined;
@@ -439,7 +458,7 @@ export class Storage {
 
       // Schema.
       const schemaScope = { ...scope, namespace };
-      const version = opts.pinnedSchemaVersion ?? (await activeSchemaVersion(trx, schemaScope));
+      const version = opts.pinnedSchemaVersion ?? state.activeSchemaVersion;
       if (version !== null) {
         const validate = await this.validators.get(trx, schemaScope, version);
         if (!validate) throw new ValidationFailedError(`unknown schema version ${version}`, [], version);
