@@ -62,6 +62,8 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
   return {
     async authenticate(headers) {
       if (headers.runnerAuth !== undefined && headers.runnerAuth !== null) {
+        // Two credentials are ambiguous: refuse rather than pick one of them silently.
+        if (headers.authorization) throw new UnauthenticatedError('send one credential: Authorization or x-runner-auth, not both');
         if (runnerDigests.length === 0 || !runnerTokenMatches(headers.runnerAuth)) {
           throw new UnauthenticatedError('invalid runner credential');
         }

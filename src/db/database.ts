@@ -45,6 +45,9 @@ export async function openDatabase(
     });
     // An idle client losing its server (restart) must not crash the process.
     pool.on('error', () => undefined);
+    // Nor a checked-out one (between two statements of a transaction the pool has no listener on
+    // it): the error reaches the next query, and the pool drops the dead client on release.
+    pool.on('connect', (client) => client.on('error', () => undefined));
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log });
     return {
       db,

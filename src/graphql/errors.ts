@@ -1,5 +1,6 @@
 /** Maps core errors to GraphQL errors, once, for every field error of a response. */
 import { GraphQLError } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
 import {
   BadInputError,
   LimitExceededError,
@@ -34,3 +35,30 @@ export function maskError(error: unknown, onUnexpected: (error: unknown) => void
   onUnexpected(original ?? error);
   return new GraphQLError('Unexpected error.', { nodes: gqlError?.nodes, path: gqlError?.path, extensions: { code: 'INTERNAL' } });
 }
+
+/**
+ * Request errors (parse, validation, armor limits, variable coercion: a result without `data`
+ * whose errors all carry HTTP status 400) answer 400 whatever the Accept header, as the contract
+ * says (Yoga keeps 200 for application/json clients), and variable errors get the BAD_USER_INPUT
+ * code Yoga leaves out.
+ */
+export const requestErrorsAnswer400: Plugin = {
+  onResultProcess({ result, setResult }) {
+    if (Array.isArray(result) || Symbol.asyncIterator in result || 'data' in result || !result.errors?.length) return;
+    const isRequestError = (e: GraphQLError) => (e.extensions?.http as { status?: unknown } | undefined)?.status === 400;
+    if (!result.errors.every((e) => e instanceof GraphQLError && isRequestError(e))) return;
+    setResult({
+      ...result,
+      errors: result.errors.map(
+        (e) =>
+          new GraphQLError(e.message, {
+            nodes: e.nodes,
+            source: e.source,
+            positions: e.positions,
+            path: e.path,
+            extensions: { ...e.extensions, code: e.extensions?.code ?? 'BAD_USER_INPUT', http: { ...(e.extensions?.http as object), spec: false } },
+          }),
+      ),
+    });
+  },
+};

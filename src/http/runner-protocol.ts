@@ -172,6 +172,15 @@ async function execute(body: Body, principal: Principal, deps: RunnerDeps): Prom
   }
 }
 
+/** A malformed percent-encoding is treated like any malformed id: an unknown install (403), never a 500. */
+function decodeInstallId(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 export async function handleRunnerRequest(req: IncomingMessage, res: ServerResponse, path: string, deps: RunnerDeps): Promise<void> {
   const sendError = (status: number, code: string, message: string, extra: unknown = null, headers: Record<string, string> = {}) =>
     sendJson(res, status, { error: message, code, details: extra }, headers);
@@ -180,7 +189,7 @@ export async function handleRunnerRequest(req: IncomingMessage, res: ServerRespo
       sendError(405, 'METHOD_NOT_ALLOWED', 'use POST', null, { allow: 'POST' });
       return;
     }
-    const installId = decodeURIComponent(path.slice(RUNNER_PATH.length));
+    const installId = decodeInstallId(path.slice(RUNNER_PATH.length));
     const principal = await deps.authenticate(installId);
     let body: unknown;
     try {

@@ -4,14 +4,14 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
-import type { DocumentNode } from 'graphql';
+import type { DocumentNode, GraphQLError, OperationDefinitionNode, ValidationContext } from 'graphql';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import { createAuthenticator, type Authenticator } from '../auth/credentials.js';
 import type { Config } from '../config.js';
 import type { DatabaseHandle } from '../db/database.js';
 import { migrationsApplied } from '../db/migrate.js';
 import { createGraphQLContext, type GraphQLContext } from '../graphql/context.js';
-import { maskError } from '../graphql/errors.js';
+import { maskError, requestErrorsAnswer400 } from '../graphql/errors.js';
 import { schema } from '../graphql/schema.js';
 import type { Logger } from '../logger.js';
 import { mapDatabaseError, RateLimitedError, StorageError, UnavailableError } from '../storage/errors.js';
@@ -58,6 +58,26 @@ type ServerContext = { caller: Caller; log: RequestLog };
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** The operation Yoga executes: the one named by operationName, else the document's only one. */
+function executedOperation(document: DocumentNode, operationName: string | null | undefined): OperationDefinitionNode | undefined {
+  const ops = document.definitions.filter((d): d is OperationDefinitionNode => d.kind === 'OperationDefinition');
+  return operationName ? ops.find((d) => d.name?.value === operationName) : ops[0];
+}
+
+/** The log's operation name: the operation's own name, else its root fields (anonymous queries). */
+function operationLabel(op: OperationDefinitionNode): string {
+  if (op.name) return op.name.value.slice(0, 100);
+  const fields = new Set<string>();
+  for (const s of op.selectionSet.selections) if (s.kind === 'Field') fields.add(s.name.value);
+  return [...fields].join(',').slice(0, 100) || op.operation;
+}
+
+/** Armor's limits as ordinary validation errors (GRAPHQL_VALIDATION_FAILED, HTTP 400), not thrown ones. */
+const REPORT_ARMOR_REJECTION = {
+  propagateOnRejection: false,
+  onReject: [(ctx: ValidationContext | null, error: GraphQLError) => ctx?.reportError(error)],
+};
+
 export function createApp(opts: AppOptions): App {
   const { config, database, logger } = opts;
   const metrics = createMetrics(database.poolStats);
@@ -65,7 +85,7 @@ export function createApp(opts: AppOptions): App {
   const authenticator = createAuthenticator({
     jwtSecret: opts.jwtSecret,
     runnerTokens: config.runnerTokens,
-    findInstall: (id) => storage.loadInstall({ principal: { kind: 'admin', tenantId: '', actor: '' }, requestId: null }, id),
+    findInstall: (id) => storage.loadInstall(null, id),
     extensionDoorsDisabled: config.extensionDoorsDisabled,
   });
   const limiter = new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst);
@@ -75,10 +95,10 @@ export function createApp(opts: AppOptions): App {
   const observeOperation: Plugin<GraphQLContext & ServerContext> = {
     onExecute({ args }) {
       const log = (args.contextValue as ServerContext).log;
-      const op = (args.document as DocumentNode).definitions.find((d) => d.kind === 'OperationDefinition');
-      if (log && op && op.kind === 'OperationDefinition') {
+      const op = executedOperation(args.document as DocumentNode, args.operationName);
+      if (log && op) {
         log.operationType = op.operation;
-        log.operation = args.operationName ?? op.name?.value ?? undefined;
+        log.operation = operationLabel(op);
       }
     },
   };
@@ -87,6 +107,9 @@ export function createApp(opts: AppOptions): App {
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
+    // CORS is decided here (corsHeaders), from STORAGE_CORS_ORIGINS only: Yoga's default would
+    // reflect any Origin with allow-credentials.
+    cors: false,
     logging: false,
     context: ({ caller }) => createGraphQLContext(caller, storage, config),
     graphiql: config.graphiql ? graphiqlOptions(opts.graphiqlDemo) : false,
@@ -96,14 +119,18 @@ export function createApp(opts: AppOptions): App {
     },
     plugins: [
       EnvelopArmorPlugin({
-        maxDepth: { n: config.graphqlLimits.maxDepth, ignoreIntrospection: true },
-        maxAliases: { n: config.graphqlLimits.maxAliases },
+        maxDepth: { n: config.graphqlLimits.maxDepth, ignoreIntrospection: true, ...REPORT_ARMOR_REJECTION },
+        maxAliases: { n: config.graphqlLimits.maxAliases, ...REPORT_ARMOR_REJECTION },
         maxTokens: { n: config.graphqlLimits.maxTokens },
-        maxDirectives: { n: config.graphqlLimits.maxDirectives },
-        costLimit: { maxCost: config.graphqlLimits.maxCost, ignoreIntrospection: true },
+        maxDirectives: { n: config.graphqlLimits.maxDirectives, ...REPORT_ARMOR_REJECTION },
+        // Cost is priced by the Pothos complexity plugin from the real `first`/`keys` (variables
+        // included); armor's estimate ignores variables and compounds 1.5x per level, so it
+        // refused a contract-valid nested `recordList(first: 50)` page.
+        costLimit: { enabled: false },
         blockFieldSuggestion: { enabled: true },
       }),
       observeOperation,
+      requestErrorsAnswer400,
     ],
   });
 
@@ -251,7 +278,21 @@ export function createApp(opts: AppOptions): App {
     return 'unknown';
   }
 
+  /** Responses not yet finished: on shutdown they are told to close their connection. */
+  const inFlight = new Set<ServerResponse>();
+
   const server = createServer((req, res) => {
+    if (closing) {
+      // A request racing the shutdown on a kept-alive connection: refused before anything is done.
+      res.setHeader('connection', 'close');
+      sendJson(res, 503, { errors: [{ message: new UnavailableError().message, extensions: { code: 'INTERNAL' } }] });
+      return;
+    }
+    inFlight.add(res);
+    res.once('close', () => {
+      inFlight.delete(res);
+      if (closing) setImmediate(() => server.closeIdleConnections());
+    });
     const started = performance.now();
     const given = req.headers['x-request-id'];
     const requestId = typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID();
@@ -320,7 +361,11 @@ export function createApp(opts: AppOptions): App {
       return `http://${host}:${a.port}`;
     },
     async close(graceMs = 10_000) {
+      const deadline = performance.now() + graceMs;
       closing = true;
+      // Kept-alive connections would keep the server open (and take new requests) until the grace
+      // period ends: every response still to be sent closes its connection.
+      for (const res of inFlight) if (!res.headersSent) res.setHeader('connection', 'close');
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           server.closeAllConnections();
@@ -332,7 +377,13 @@ export function createApp(opts: AppOptions): App {
         });
         server.closeIdleConnections();
       });
-      await database.close();
+      // A request cut off at the grace period may still hold a pool client (blocked in the
+      // database), and the pool's end waits for it: bound the wait, the transaction never commits.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        database.close(),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(1000, deadline - performance.now())))),
+      ]).finally(() => clearTimeout(timer));
     },
   };
 }

@@ -12,6 +12,7 @@ import {
   LimitExceededError,
   QuotaExceededError,
   RevisionMismatchError,
+  StorageError,
   ValidationFailedError,
   mapDatabaseError,
   type QuotaName,
@@ -158,8 +159,9 @@ export class Storage {
       return result;
     } catch (error) {
       const mapped = mapDatabaseError(error);
-      const code = (mapped as { code?: unknown }).code;
-      this.hooks.onOperation?.(operation, typeof code === 'string' && code.length < 40 ? code.toLowerCase() : 'error', (performance.now() - started) / 1000);
+      // A bounded label: the storage error code, or "error" (never a raw SQLSTATE or Node error code).
+      const outcome = mapped instanceof StorageError ? mapped.code.toLowerCase() : 'error';
+      this.hooks.onOperation?.(operation, outcome, (performance.now() - started) / 1000);
       if (mapped instanceof QuotaExceededError) this.hooks.onQuotaRejected?.(mapped.quota);
       if (mapped instanceof ValidationFailedError) this.hooks.onValidationFailed?.();
       throw mapped;
@@ -420,13 +422,15 @@ export class Storage {
     opts: { operation: 'putRecord' | 'bulkPutRecords'; bulk: boolean; pinnedSchemaVersion: number | null },
   ): Promise<StoredRecord[]> {
     const keys = items.map((i) => i.key);
+    // Metrics hooks fire after the commit: a refused write rolls its sweep back.
+    let swept = 0;
     const written = await this.db.transaction().execute(async (trx) => {
       await lockInstall(trx, scope);
       let state = await selectWriteState(trx, scope, namespace, keys);
       if (state.namespaces.some((n) => n.expiredKeys > 0)) {
         const removed = await sweepExpired(trx, scope, { limit: this.settings.limits.sweepBatch, namespace, keys, requestId: caller.requestId });
         if (removed > 0) {
-          this.hooks.onTtlDeleted?.(removed);
+          swept = removed;
           state = await selectWriteState(trx, scope, namespace, keys);
         }
       }
@@ -490,9 +494,10 @@ export class Storage {
         },
         rows,
       );
-      this.notePressure(scope.quota, stats, namespace, keysDelta, bytesDelta);
-      return { records, bytes: rows.reduce((s, r) => s + r.valueBytes + r.metadataBytes, 0) };
+      return { records, bytes: rows.reduce((s, r) => s + r.valueBytes + r.metadataBytes, 0), stats, keysDelta, bytesDelta };
     });
+    if (swept > 0) this.hooks.onTtlDeleted?.(swept);
+    this.notePressure(scope.quota, written.stats, namespace, written.keysDelta, written.bytesDelta);
     this.hooks.onBytesWritten?.(written.bytes);
     return written.records;
   }
@@ -523,12 +528,12 @@ export class Storage {
       const ifRevision = checkIfRevision(input.ifRevision);
       checkKey(input.key, this.settings.limits);
       const { namespace, key } = input;
+      let swept = 0;
       const deleted = await this.db.transaction().execute(async (trx) => {
         await lockInstall(trx, scope);
         let target = (await selectTargets(trx, scope, namespace, [key])).get(key);
         if (target?.expired) {
-          const removed = await sweepExpired(trx, scope, { limit: this.settings.limits.sweepBatch, namespace, keys: [key], requestId: caller.requestId });
-          this.hooks.onTtlDeleted?.(removed);
+          swept = await sweepExpired(trx, scope, { limit: this.settings.limits.sweepBatch, namespace, keys: [key], requestId: caller.requestId });
           target = undefined;
         }
         if (ifRevision !== null) {
@@ -539,6 +544,7 @@ export class Storage {
         await deleteRecordRow(trx, { ...scope, namespace, key, bytes: target.bytes, actor: caller.principal.actor, requestId: caller.requestId });
         return true;
       });
+      if (swept > 0) this.hooks.onTtlDeleted?.(swept);
       return { namespace, key, deleted };
     });
   }
