@@ -73,7 +73,10 @@ mutation SetSchema($installId: ID!) {
   ];
 }
 
-export function graphiqlOptions(demo?: GraphiQLDemo): GraphiQLOptions {
+/** Yoga's GraphiQL page also reads `variables` (the variables editor's start), which its type omits. */
+export type GatewayGraphiQLOptions = GraphiQLOptions & { variables?: string };
+
+export function graphiqlOptions(demo?: GraphiQLDemo): GatewayGraphiQLOptions {
   const installId = demo?.installId ?? '00000000-0000-0000-0000-000000000000';
   const headers = JSON.stringify(demo ? { Authorization: `Bearer ${demo.token}` } : { Authorization: 'Bearer <admin token>' }, null, 2);
   const tabs = exampleOperations(installId).map((op) => ({ query: op.query, variables: op.variables, headers }));
@@ -83,6 +86,9 @@ export function graphiqlOptions(demo?: GraphiQLDemo): GraphiQLOptions {
     defaultTabs: tabs,
     headers,
     defaultHeaders: headers,
+    // The editors start from these, not from the active tab: without them the first tab's
+    // variables stayed empty and its query failed ("$installId was not provided").
+    variables: tabs[0]!.variables,
     shouldPersistHeaders: false,
   };
 }

@@ -1,0 +1,374 @@
+/**
+ * A typed client for the extension storage gateway's GraphQL API, for the iframe SDK (browser,
+ * extension JWT), the Runner (x-runner-auth + x-install-id) and admin tools (admin JWT).
+ *
+ * Browser-safe: it uses only `fetch` (no Node built-ins, no graphql-js at run time). Every method
+ * resolves to a result value, never throws for a storage, GraphQL or transport error:
+ * `{ ok: true, ... } | { ok: false, error }`, where `error.code` tells the kinds apart.
+ *
+ * The documents come from client/operations/*.graphql, typed by `npm run codegen` (client/generated/).
+ */
+import {
+  BulkPutRecordsDocument,
+  DeleteRecordDocument,
+  GetRecordDocument,
+  GetRecordsDocument,
+  ListRecordsDocument,
+  PutRecordDocument,
+  type StorageErrorFieldsFragment,
+  type StorageRecordFragment,
+  type TypedDocumentString,
+} from './generated/graphql.js';
+
+export type StorageRecord = StorageRecordFragment;
+
+// ------------------------------------------------------------------ errors, as values
+
+export interface ValidationIssue {
+  path: string;
+  message: string;
+  keyword: string;
+}
+
+/** ifRevision did not match: `currentRevision` is null when the record does not exist. */
+export interface RevisionMismatchError {
+  code: 'REVISION_MISMATCH';
+  message: string;
+  namespace: string;
+  key: string;
+  expectedRevision: number;
+  currentRevision: number | null;
+}
+
+/** A stored-data quota ("namespaces", "keysPerNamespace", "bytes"). */
+export interface QuotaExceededError {
+  code: 'QUOTA_EXCEEDED';
+  message: string;
+  quota: string;
+  allowed: number;
+  used: number;
+  itemIndex: number | null;
+}
+
+/** A per-request limit ("valueBytes", "keyFormat", "pageSize", ...). */
+export interface LimitExceededError {
+  code: 'LIMIT_EXCEEDED';
+  message: string;
+  limit: string;
+  max: number | null;
+  actual: number | null;
+  itemIndex: number | null;
+}
+
+/** The value does not satisfy the namespace's JSON Schema. */
+export interface ValidationFailedError {
+  code: 'VALIDATION_FAILED';
+  message: string;
+  schemaVersion: number | null;
+  issues: ValidationIssue[];
+}
+
+/** Too many requests for this install; wait `retryAfterSeconds` when known. */
+export interface RateLimitedError {
+  code: 'RATE_LIMITED';
+  message: string;
+  status: number | null;
+  retryAfterSeconds: number | null;
+}
+
+/**
+ * The request itself was refused or failed: no valid credential (UNAUTHENTICATED), no right
+ * (FORBIDDEN), a malformed argument such as a foreign cursor (BAD_USER_INPUT), a server fault
+ * (INTERNAL), or another GraphQL error (GRAPHQL_ERROR; `graphqlCode` has the server's code).
+ */
+export interface RequestError {
+  code: 'UNAUTHENTICATED' | 'FORBIDDEN' | 'BAD_USER_INPUT' | 'INTERNAL' | 'GRAPHQL_ERROR';
+  message: string;
+  status: number | null;
+  graphqlCode: string | null;
+}
+
+/**
+ * No usable answer: fetch rejected (offline, DNS, a CORS refusal in the browser) or the answer
+ * was not a GraphQL response (BAD_RESPONSE, e.g. a proxy's HTML error page).
+ */
+export interface TransportError {
+  code: 'NETWORK_ERROR' | 'BAD_RESPONSE';
+  message: string;
+  status: number | null;
+  cause?: unknown;
+}
+
+export type StorageClientError =
+  | RevisionMismatchError
+  | QuotaExceededError
+  | LimitExceededError
+  | ValidationFailedError
+  | RateLimitedError
+  | RequestError
+  | TransportError;
+
+export type Failure = { ok: false; error: StorageClientError };
+export type Result<T extends object> = ({ ok: true } & T) | Failure;
+
+// ------------------------------------------------------------------ options and inputs
+
+export type TokenSource = string | (() => string | Promise<string>);
+
+/** Extension (iframe SDK) or admin: a JWT. Admins name the install they act on with `installId`. */
+export interface TokenOptions {
+  /** The gateway's GraphQL endpoint (e.g. https://storage.example.com/graphql) or its base URL. */
+  url: string;
+  /** The bearer token, or a function returning a fresh one for each request. */
+  token: TokenSource;
+  installId?: string;
+}
+
+/** The Runner: its shared token plus the install it acts for. */
+export interface RunnerOptions {
+  url: string;
+  runnerToken: string;
+  installId: string;
+}
+
+export type StorageClientOptions = TokenOptions | RunnerOptions;
+
+export type FetchLike = (input: string, init: { method: string; headers: Record<string, string>; body: string }) => Promise<Response>;
+
+export interface PutOptions {
+  /** Must be a JSON object; omitted means {}. */
+  metadata?: Record<string, unknown>;
+  /** Omitted: the record never expires (a put replaces value, metadata and TTL together). */
+  ttlSeconds?: number;
+  /** Omitted: unconditional. 0: create only. n > 0: the record must be at revision n. */
+  ifRevision?: number;
+  schemaVersion?: number;
+}
+
+export interface BulkPutItem {
+  key: string;
+  value: unknown;
+  metadata?: Record<string, unknown>;
+  ttlSeconds?: number;
+  ifRevision?: number;
+}
+
+export interface ListOptions {
+  prefix?: string;
+  /** Records per request, 1..100 (server default 25). */
+  pageSize?: number;
+}
+
+export interface ListPageOptions extends ListOptions {
+  /** `nextCursor` of the previous page. */
+  after?: string | null;
+}
+
+export type ListPage = Result<{ records: StorageRecord[]; nextCursor: string | null }>;
+
+export interface UpdateOptions {
+  /** Tries before giving up with the last RevisionMismatch (default 5). */
+  maxAttempts?: number;
+  /** Metadata to write; omitted keeps the record's current metadata. */
+  metadata?: Record<string, unknown>;
+  /** TTL of the written record; omitted means no TTL (as with put). */
+  ttlSeconds?: number;
+}
+
+/** Returns the new value for the current one (undefined when the record does not exist). */
+export type Updater = (current: unknown, record: StorageRecord | null) => unknown | Promise<unknown>;
+
+export interface StorageClient {
+  get(namespace: string, key: string): Promise<Result<{ record: StorageRecord | null }>>;
+  /** Several keys in one round trip (at most 100), in order, null where missing. */
+  getMany(namespace: string, keys: readonly string[]): Promise<Result<{ records: Array<StorageRecord | null> }>>;
+  /** One page by key order; pass the previous page's nextCursor as `after`. */
+  listPage(namespace: string, options?: ListPageOptions): Promise<ListPage>;
+  /** Every page of a namespace, in key order; a failed page is yielded and ends the iteration. */
+  list(namespace: string, options?: ListOptions): AsyncIterableIterator<ListPage>;
+  put(namespace: string, key: string, value: unknown, options?: PutOptions): Promise<Result<{ record: StorageRecord }>>;
+  /** All or nothing; the records come back in the order of `items`. */
+  bulkPut(namespace: string, items: readonly BulkPutItem[]): Promise<Result<{ records: StorageRecord[] }>>;
+  /** `deleted: false` when there was nothing to delete. */
+  delete(namespace: string, key: string, options?: { ifRevision?: number }): Promise<Result<{ deleted: boolean }>>;
+  /**
+   * Read, compute, write with ifRevision; on a RevisionMismatch read again and retry, at most
+   * `maxAttempts` times. No update is lost: each successful write was computed from the revision it replaced.
+   */
+  update(namespace: string, key: string, fn: Updater, options?: UpdateOptions): Promise<Result<{ record: StorageRecord; attempts: number }>>;
+}
+
+// ------------------------------------------------------------------ transport
+
+interface GraphQLErrorJson {
+  message?: unknown;
+  extensions?: Record<string, unknown>;
+}
+
+function endpointOf(url: string): string {
+  const trimmed = url.replace(/\/+$/, '');
+  return /\/graphql$/.test(trimmed) ? trimmed : `${trimmed}/graphql`;
+}
+
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+const str = (v: unknown, fallback: string): string => (typeof v === 'string' ? v : fallback);
+
+function fromGraphQLError(e: GraphQLErrorJson, status: number, retryAfterHeader: string | null): StorageClientError {
+  const ext = e.extensions ?? {};
+  const graphqlCode = typeof ext.code === 'string' ? ext.code : null;
+  const message = str(e.message, 'GraphQL error');
+  switch (graphqlCode) {
+    case 'LIMIT_EXCEEDED':
+      return { code: 'LIMIT_EXCEEDED', message, limit: str(ext.limit, 'unknown'), max: num(ext.max), actual: num(ext.actual), itemIndex: num(ext.itemIndex) };
+    case 'RATE_LIMITED': {
+      const header = retryAfterHeader === null ? null : num(Number(retryAfterHeader));
+      return { code: 'RATE_LIMITED', message, status, retryAfterSeconds: num(ext.retryAfterSeconds) ?? header };
+    }
+    case 'UNAUTHENTICATED':
+    case 'FORBIDDEN':
+    case 'BAD_USER_INPUT':
+    case 'INTERNAL':
+      return { code: graphqlCode, message, status, graphqlCode };
+    default:
+      return { code: 'GRAPHQL_ERROR', message, status, graphqlCode };
+  }
+}
+
+function fromResultUnion(e: StorageErrorFieldsFragment): StorageClientError {
+  switch (e.__typename) {
+    case 'RevisionMismatch':
+      return { code: 'REVISION_MISMATCH', message: e.message, namespace: e.namespace, key: e.key, expectedRevision: e.expectedRevision, currentRevision: e.currentRevision };
+    case 'QuotaExceeded':
+      return { code: 'QUOTA_EXCEEDED', message: e.message, quota: e.quota, allowed: e.allowed, used: e.used, itemIndex: e.itemIndex };
+    case 'LimitExceeded':
+      return { code: 'LIMIT_EXCEEDED', message: e.message, limit: e.limit, max: e.max, actual: e.actual, itemIndex: e.itemIndex };
+    case 'ValidationFailed':
+      return { code: 'VALIDATION_FAILED', message: e.message, schemaVersion: e.schemaVersion, issues: e.issues.map((i) => ({ path: i.path, message: i.message, keyword: i.keyword })) };
+  }
+}
+
+const fail = (error: StorageClientError): Failure => ({ ok: false, error });
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export function createStorageClient(options: StorageClientOptions, fetchImpl?: FetchLike): StorageClient {
+  const endpoint = endpointOf(options.url);
+  // Bound: window.fetch called as a method of another object throws "Illegal invocation".
+  const doFetch: FetchLike = fetchImpl ?? ((input, init) => globalThis.fetch(input, init));
+  const runner = 'runnerToken' in options;
+  // The Runner names its install in a header; admins (and, optionally, extensions) pass it as an argument.
+  const installId = runner ? undefined : options.installId;
+
+  async function headers(): Promise<Record<string, string>> {
+    const h: Record<string, string> = { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' };
+    if ('runnerToken' in options) {
+      h['x-runner-auth'] = options.runnerToken;
+      h['x-install-id'] = options.installId;
+    } else {
+      const token = typeof options.token === 'function' ? await options.token() : options.token;
+      h.authorization = `Bearer ${token}`;
+    }
+    return h;
+  }
+
+  async function request<TResult, TVariables>(
+    document: TypedDocumentString<TResult, TVariables>,
+    variables: TVariables,
+  ): Promise<{ ok: true; data: TResult } | Failure> {
+    let response: Response;
+    try {
+      response = await doFetch(endpoint, { method: 'POST', headers: await headers(), body: JSON.stringify({ query: document.toString(), variables }) });
+    } catch (cause) {
+      return fail({ code: 'NETWORK_ERROR', message: cause instanceof Error ? cause.message : 'the request failed', status: null, cause });
+    }
+    let body: { data?: TResult | null; errors?: GraphQLErrorJson[] };
+    try {
+      body = (await response.json()) as typeof body;
+    } catch (cause) {
+      return fail({ code: 'BAD_RESPONSE', message: `HTTP ${response.status}: the answer is not JSON`, status: response.status, cause });
+    }
+    if (typeof body !== 'object' || body === null) {
+      return fail({ code: 'BAD_RESPONSE', message: `HTTP ${response.status}: not a GraphQL response`, status: response.status });
+    }
+    const first = Array.isArray(body.errors) ? body.errors[0] : undefined;
+    if (first) return fail(fromGraphQLError(first, response.status, response.headers.get('retry-after')));
+    if (body.data === undefined || body.data === null) {
+      return fail({ code: 'BAD_RESPONSE', message: `HTTP ${response.status}: a GraphQL response without data`, status: response.status });
+    }
+    return { ok: true, data: body.data };
+  }
+
+  const client: StorageClient = {
+    async get(namespace, key) {
+      const r = await request(GetRecordDocument, { namespace, key, installId });
+      return r.ok ? { ok: true, record: r.data.record } : r;
+    },
+
+    async getMany(namespace, keys) {
+      const r = await request(GetRecordsDocument, { namespace, keys: [...keys], installId });
+      return r.ok ? { ok: true, records: r.data.records } : r;
+    },
+
+    async listPage(namespace, opts = {}) {
+      const r = await request(ListRecordsDocument, { namespace, prefix: opts.prefix, first: opts.pageSize, after: opts.after ?? undefined, installId });
+      if (!r.ok) return r;
+      const { edges, pageInfo } = r.data.recordList;
+      return { ok: true, records: edges.map((e) => e.node), nextCursor: pageInfo.hasNextPage ? pageInfo.endCursor : null };
+    },
+
+    async *list(namespace, opts = {}) {
+      let after: string | null = null;
+      do {
+        const page: ListPage = await client.listPage(namespace, { ...opts, after });
+        yield page;
+        if (!page.ok) return;
+        after = page.nextCursor;
+      } while (after !== null);
+    },
+
+    async put(namespace, key, value, opts = {}) {
+      const r = await request(PutRecordDocument, { input: { installId, namespace, key, value, ...opts } });
+      if (!r.ok) return r;
+      const result = r.data.putRecord;
+      return result.__typename === 'PutRecordSuccess' ? { ok: true, record: result.record } : fail(fromResultUnion(result));
+    },
+
+    async bulkPut(namespace, items) {
+      const r = await request(BulkPutRecordsDocument, { input: { installId, namespace, items: items.map((i) => ({ ...i })) } });
+      if (!r.ok) return r;
+      const result = r.data.bulkPutRecords;
+      return result.__typename === 'BulkPutRecordsSuccess' ? { ok: true, records: result.records } : fail(fromResultUnion(result));
+    },
+
+    async delete(namespace, key, opts = {}) {
+      const r = await request(DeleteRecordDocument, { input: { installId, namespace, key, ifRevision: opts.ifRevision } });
+      if (!r.ok) return r;
+      const result = r.data.deleteRecord;
+      return result.__typename === 'DeleteRecordSuccess' ? { ok: true, deleted: result.deleted } : fail(fromResultUnion(result));
+    },
+
+    async update(namespace, key, fn, opts = {}) {
+      const maxAttempts = Math.max(1, Math.floor(opts.maxAttempts ?? 5));
+      let last: Failure | null = null;
+      for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+        if (attempt > 1) await sleep(Math.random() * Math.min(100, 5 * 2 ** attempt));
+        const read = await client.get(namespace, key);
+        if (!read.ok) return read;
+        const current = read.record;
+        const value = await fn(current === null ? undefined : current.value, current);
+        const written = await client.put(namespace, key, value, {
+          metadata: opts.metadata ?? (current?.metadata as Record<string, unknown> | undefined),
+          ttlSeconds: opts.ttlSeconds,
+          ifRevision: current === null ? 0 : current.revision,
+        });
+        if (written.ok) return { ok: true, record: written.record, attempts: attempt };
+        if (written.error.code !== 'REVISION_MISMATCH') return written;
+        last = written;
+      }
+      return last!;
+    },
+  };
+  return client;
+}

@@ -1,0 +1,278 @@
+/**
+ * The examples of docs/callers.md run against a test server, in the order of the page: every
+ * ```sh block marked `# example: <name>` with bash (variables from the environment), every ```ts
+ * block marked `// example: <name>` type-checked and executed. Each example has its own assertions.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { build } from 'esbuild';
+import { jwtVerify } from 'jose';
+import ts from 'typescript';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StorageClient } from '../../client/index.js';
+import { startTestApp, type TestApp } from '../support/app.js';
+
+const root = resolve(import.meta.dirname, '../..');
+const DOC = join(root, 'docs/callers.md');
+const HOST_ORIGIN = 'https://host.example.com';
+
+interface Example {
+  name: string;
+  lang: 'sh' | 'ts';
+  code: string;
+}
+
+function extractExamples(markdown: string): Example[] {
+  const examples: Example[] = [];
+  for (const [, lang, code] of markdown.matchAll(/^```(sh|ts)\n([\s\S]*?)^```$/gm)) {
+    const marker = /^(?:#|\/\/) example: ([a-z0-9-]+)\s*$/.exec(code!.split('\n')[0]!);
+    if (marker) examples.push({ name: marker[1]!, lang: lang as 'sh' | 'ts', code: code! });
+  }
+  return examples;
+}
+
+const examples = extractExamples(readFileSync(DOC, 'utf8'));
+const run = promisify(execFile);
+
+let t: TestApp;
+let env: Record<string, string>;
+let installId: string;
+
+beforeAll(async () => {
+  t = await startTestApp({ STORAGE_CORS_ORIGINS: HOST_ORIGIN });
+  const install = await t.createInstall();
+  installId = install.id;
+  env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? tmpdir(),
+    URL: t.url,
+    TOKEN: await install.token(),
+    ADMIN_TOKEN: await t.adminToken(),
+    RUNNER_TOKEN: t.runnerToken,
+    INSTALL_ID: install.id,
+    TENANT_ID: t.tenantId,
+    STORAGE_JWT_SECRET: t.secret,
+  };
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+async function bash(code: string): Promise<string> {
+  // Asynchronous on purpose: the server answering these requests runs in this process.
+  const { stdout } = await run('bash', ['-euo', 'pipefail', '-c', code], { env, cwd: root, timeout: 60_000, maxBuffer: 1 << 20 });
+  return stdout;
+}
+
+function json(stdout: string): any {
+  const parsed = JSON.parse(stdout);
+  expect(parsed.errors, JSON.stringify(parsed.errors)).toBeUndefined();
+  return parsed;
+}
+
+async function verify(token: string) {
+  return (await jwtVerify(token, new TextEncoder().encode(t.secret), { audience: 'ext-storage' })).payload;
+}
+
+/** Type-checks a TypeScript example as a user of the client would compile it (strict, NodeNext). */
+function typeCheck(name: string, code: string): string[] {
+  const dir = mkdtempSync(join(tmpdir(), 'doc-example-'));
+  try {
+    const file = join(dir, `${name}.mts`);
+    writeFileSync(file, code.replaceAll("'./client/index.js'", JSON.stringify(join(root, 'client/index.js'))));
+    const program = ts.createProgram([file], {
+      strict: true,
+      noUncheckedIndexedAccess: true,
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      lib: ['lib.es2024.d.ts', 'lib.dom.d.ts'],
+      types: [],
+      skipLibCheck: true,
+      noEmit: true,
+    });
+    return ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Bundles a TypeScript example (with the client) and imports it. */
+async function load(name: string, code: string): Promise<Record<string, unknown>> {
+  const bundle = await build({
+    stdin: { contents: code, resolveDir: root, sourcefile: `${name}.ts`, loader: 'ts' },
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    write: false,
+    logLevel: 'silent',
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'doc-example-'));
+  const file = join(dir, `${name}.mjs`);
+  writeFileSync(file, bundle.outputFiles[0]!.text);
+  try {
+    return (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+type Check = (stdout: string, example: Example) => Promise<void> | void;
+
+const checks: Record<string, Check> = {
+  'cors-preflight': (out) => {
+    expect(out).toMatch(/^HTTP\/1\.1 204/);
+    const headers = out.toLowerCase();
+    expect(headers).toContain(`access-control-allow-origin: ${HOST_ORIGIN}`);
+    expect(headers).toMatch(/access-control-allow-headers: .*authorization/);
+    expect(headers).toMatch(/access-control-allow-headers: .*content-type/);
+    expect(headers).not.toContain('access-control-allow-credentials');
+    expect(headers).not.toContain(': *');
+  },
+
+  'sdk-client': async (_, example) => {
+    expect(typeCheck(example.name, example.code)).toEqual([]);
+    const mod = await load(example.name, example.code);
+    const storageFor = mod.storageFor as (url: string, getToken: () => Promise<string>) => StorageClient;
+    const saveThemeOnce = mod.saveThemeOnce as (s: StorageClient, mode: 'dark' | 'light') => Promise<string>;
+    const countVisit = mod.countVisit as (s: StorageClient) => Promise<number | null>;
+    const allKeys = mod.allKeys as (s: StorageClient, ns: string) => Promise<string[]>;
+    let tokenRequests = 0;
+    const storage = storageFor(t.url, async () => {
+      tokenRequests++;
+      return env.TOKEN!;
+    });
+    expect(await saveThemeOnce(storage, 'light')).toBe('saved at revision 1');
+    expect(await saveThemeOnce(storage, 'dark')).toBe('already set (revision 1)');
+    const visits = await Promise.all(Array.from({ length: 5 }, () => countVisit(storage)));
+    expect([...visits].sort()).toEqual([1, 2, 3, 4, 5]);
+    expect(await allKeys(storage, 'settings')).toEqual(['theme']);
+    expect(tokenRequests).toBeGreaterThan(0);
+  },
+
+  'sdk-put': (out) => {
+    // The page's client example created settings/theme first; this unconditional put replaces it.
+    expect(json(out).data.putRecord).toEqual({ __typename: 'PutRecordSuccess', record: { key: 'theme', value: { mode: 'dark' }, revision: 2 } });
+  },
+
+  'runner-graphql-put': (out) => {
+    expect(json(out).data.putRecord).toEqual({ __typename: 'PutRecordSuccess', record: { key: 'job/1', revision: 1 } });
+  },
+
+  'runner-graphql-get': (out) => {
+    expect(json(out).data.record).toMatchObject({ value: { state: 'queued' }, revision: 1 });
+  },
+
+  'runner-rest-put': (out) => {
+    const body = json(out);
+    expect(Object.keys(body).sort()).toEqual(['createdAt', 'key', 'namespace', 'revision', 'ttlExpiresAt', 'updatedAt']);
+    expect(body).toMatchObject({ namespace: 'jobs', key: 'job/2', revision: 1 });
+    expect(Date.parse(body.ttlExpiresAt)).toBeGreaterThan(Date.now());
+  },
+
+  'runner-rest-get': (out) => {
+    expect(json(out)).toMatchObject({ namespace: 'jobs', key: 'job/2', revision: 1, value: { state: 'running' }, metadata: { worker: 'w1' } });
+  },
+
+  'runner-rest-conflict': (out) => {
+    const [body, status] = out.trim().split('\n');
+    expect(status).toBe('409');
+    expect(JSON.parse(body!)).toEqual({
+      error: expect.any(String),
+      code: 'REVISION_MISMATCH',
+      details: { namespace: 'jobs', key: 'job/2', expectedRevision: 0, currentRevision: 1 },
+    });
+  },
+
+  'runner-rest-bulkput': (out) => {
+    const body = json(out);
+    expect(body.namespace).toBe('jobs');
+    expect(body.items.map((i: { key: string; revision: number }) => [i.key, i.revision])).toEqual([
+      ['job/3', 1],
+      ['job/4', 1],
+    ]);
+  },
+
+  'runner-rest-list': (out) => {
+    const body = json(out);
+    expect(body.items.map((i: { key: string }) => i.key)).toEqual(['job/1', 'job/2']);
+    for (const item of body.items) {
+      expect(item).toHaveProperty('value');
+      expect(item).not.toHaveProperty('metadata');
+    }
+    expect(body.nextCursor).toEqual(expect.any(String));
+    env.CURSOR = body.nextCursor;
+  },
+
+  'runner-rest-list-next': (out) => {
+    const body = json(out);
+    expect(body.items.map((i: { key: string }) => i.key)).toEqual(['job/3', 'job/4']);
+    expect(body.nextCursor).toBeNull();
+  },
+
+  'runner-rest-delete': (out) => {
+    expect(json(out)).toEqual({ success: true });
+  },
+
+  'admin-token': async (out) => {
+    const token = out.trim();
+    expect(await verify(token)).toMatchObject({ role: 'admin', tid: t.tenantId, sub: 'ops-alice' });
+    const res = await t.gql(`query($id: ID!) { install(id: $id) { id } }`, { id: installId }, { token });
+    expect(res.body.data.install.id).toBe(installId);
+  },
+
+  'extension-token': async (out) => {
+    const token = out.trim();
+    expect(await verify(token)).toMatchObject({ role: 'extension', tid: t.tenantId, iid: installId, scope: 'storage:read' });
+    const read = await t.gql(`{ record(namespace: "jobs", key: "job/2") { revision } }`, {}, { token });
+    expect(read.body.data.record.revision).toBe(1);
+    const write = await t.gql(`mutation { putRecord(input: {namespace: "jobs", key: "x", value: 1}) { __typename } }`, {}, { token });
+    expect(write.body.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+  },
+
+  'admin-upsert-install': (out) => {
+    expect(json(out).data.upsertInstall).toEqual({ id: installId, enabled: true, capabilities: { read: true, write: true, namespaces: null } });
+  },
+
+  'admin-usage': (out) => {
+    const install = json(out).data.install;
+    // settings/theme, stats/visits, jobs/job/1..3 (job/4 was deleted)
+    expect(install.usage).toMatchObject({ namespaces: 3, keys: 5 });
+    expect(install.usage.bytes).toBeGreaterThan(0);
+    expect(install.namespaces.map((n: { name: string }) => n.name)).toEqual(['jobs', 'settings', 'stats']);
+    expect(install.quota).toEqual({ maxNamespaces: 32, maxKeysPerNamespace: 5120, maxBytes: 268435456 });
+  },
+
+  'admin-audit': (out) => {
+    const log = json(out).data.install.auditLog;
+    expect(log.edges).toHaveLength(5);
+    expect(log.pageInfo.hasNextPage).toBe(true);
+    expect(log.edges[0].node).toMatchObject({ operation: 'upsertInstall' });
+    expect(log.edges.map((e: { node: { actor: string } }) => e.node.actor)).toContain('runner');
+  },
+};
+
+describe('docs/callers.md examples', () => {
+  it('has examples for every caller, each with its own assertions', () => {
+    const names = examples.map((e) => e.name);
+    expect(new Set(names).size).toBe(names.length);
+    expect(names.sort()).toEqual(Object.keys(checks).sort());
+    expect(names.some((n) => n.startsWith('sdk-'))).toBe(true);
+    expect(names.some((n) => n.startsWith('runner-graphql-'))).toBe(true);
+    expect(names.some((n) => n.startsWith('runner-rest-'))).toBe(true);
+    expect(names.some((n) => n.startsWith('admin-'))).toBe(true);
+  });
+
+  for (const example of examples) {
+    it(`example "${example.name}" runs and answers as documented`, async () => {
+      const check = checks[example.name];
+      if (!check) return expect.fail(`no assertions for example "${example.name}"`);
+      const stdout = example.lang === 'sh' ? await bash(example.code) : '';
+      await check(stdout, example);
+    });
+  }
+});
