@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 
 export class BodyTooLargeError extends Error {}
@@ -14,4 +15,12 @@ export async function readBody(req: IncomingMessage, limit: number): Promise<Buf
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks);
+}
+
+/**
+ * JSON text must be UTF-8 (RFC 8259 §8.1). Decoding invalid bytes leniently would store U+FFFD in
+ * place of what the caller sent, so a body that is not UTF-8 is refused instead of repaired.
+ */
+export function isUtf8Body(body: Buffer): boolean {
+  return isUtf8(body);
 }

@@ -17,7 +17,7 @@ import {
 import type { Principal } from '../storage/principal.js';
 import type { StoredRecord } from '../storage/records.js';
 import type { BulkPutItem, Storage } from '../storage/storage.js';
-import { BodyTooLargeError, readBody } from './body.js';
+import { BodyTooLargeError, isUtf8Body, readBody } from './body.js';
 import { sendJson } from './respond.js';
 
 export const RUNNER_PATH = '/api/internal/ext-storage/install/';
@@ -194,8 +194,10 @@ export async function handleRunnerRequest(req: IncomingMessage, res: ServerRespo
     let body: unknown;
     try {
       const raw = await readBody(req, deps.maxBodyBytes);
+      if (!isUtf8Body(raw)) throw new ProtocolError(400, 'VALIDATION_FAILED', 'the body must be UTF-8 JSON');
       body = JSON.parse(raw.toString('utf8'));
     } catch (error) {
+      if (error instanceof ProtocolError) throw error;
       if (error instanceof BodyTooLargeError) {
         sendError(413, 'PAYLOAD_TOO_LARGE', `request body larger than ${deps.maxBodyBytes} bytes`, null, { connection: 'close' });
         return;

@@ -17,7 +17,7 @@ import type { Logger } from '../logger.js';
 import { mapDatabaseError, RateLimitedError, StorageError, UnavailableError } from '../storage/errors.js';
 import type { Caller, Principal } from '../storage/principal.js';
 import { Storage } from '../storage/storage.js';
-import { BodyTooLargeError, readBody } from './body.js';
+import { BodyTooLargeError, isUtf8Body, readBody } from './body.js';
 import { graphiqlOptions, type GraphiQLDemo } from './graphiql.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
@@ -55,6 +55,8 @@ interface RequestLog {
 }
 
 type ServerContext = { caller: Caller; log: RequestLog };
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade']);
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -207,6 +209,15 @@ export function createApp(opts: AppOptions): App {
         return;
       }
     }
+    // A fetch Request cannot carry TRACE (or CONNECT, TRACK): answer as Yoga does for other methods.
+    if (req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'POST') {
+      sendGraphQLError(res, 405, 'BAD_REQUEST', 'GraphQL only supports GET and POST requests.', { ...cors, allow: 'GET, POST' });
+      return;
+    }
+    if (body && body.length > 0 && !(req.headers['content-type'] ?? '').toLowerCase().startsWith('multipart/') && !isUtf8Body(body)) {
+      sendGraphQLError(res, 400, 'BAD_REQUEST', 'the request body is not valid UTF-8', cors);
+      return;
+    }
     const headers = new Headers();
     for (const [k, v] of Object.entries(req.headers)) {
       if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
@@ -218,7 +229,9 @@ export function createApp(opts: AppOptions): App {
     });
     const outHeaders: Record<string, string> = { ...cors };
     response.headers.forEach((v, k) => {
-      outHeaders[k] = v;
+      // Hop-by-hop headers are this server's to decide: Yoga's SSE answer says "Connection: keep-alive",
+      // which kept the socket open after a client asked to close it.
+      if (!HOP_BY_HOP.has(k.toLowerCase())) outHeaders[k] = v;
     });
     const payload = Buffer.from(await response.arrayBuffer());
     outHeaders['content-length'] = String(payload.length);
