@@ -1,0 +1,155 @@
+/**
+ * The baseline of `npm run bench`: node:http + pg, no GraphQL, no auth, no guards, one statement
+ * per request. Reads run the gateway's own SELECTs (src/storage/records.ts, same text shape and
+ * parameters); writes are a plain conditional upsert (no lock row, no usage counters, no audit).
+ *
+ * Env: BARE_DATABASE_URL, BARE_TENANT, BARE_INSTALL, BARE_POOL_MAX (20), PORT, HOST.
+ * Routes (POST, JSON body): /noop {}, /get {namespace,key}, /records {namespace,keys}, /list {namespace,first,afterKey},
+ * /put {namespace,key,value,metadata,ifRevision}, /bulk {namespace,items}; GET /healthz.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import pg from 'pg';
+
+const INT8_OID = 20;
+const pool = new pg.Pool({
+  connectionString: process.env.BARE_DATABASE_URL,
+  max: Number(process.env.BARE_POOL_MAX ?? 20),
+  types: {
+    getTypeParser: ((oid: number, format?: string) =>
+      oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+  },
+});
+pool.on('error', () => undefined);
+const tenant = process.env.BARE_TENANT!;
+const install = process.env.BARE_INSTALL!;
+
+const COLUMNS = '"namespace", "key", "value", "metadata", "revision", "schema_version", "ttl_expires_at", "created_at", "updated_at"';
+const LIVE = '(ttl_expires_at IS NULL OR ttl_expires_at > now())';
+const BY_KEYS = `select ${COLUMNS} from "ext_storage_records" where "tenant_id" = $1 and "install_id" = $2 and "namespace" = $3
+  and "key" = ANY(ARRAY(SELECT jsonb_array_elements_text($4::jsonb))) and ${LIVE}`;
+const PAGE_FIRST = `select ${COLUMNS} from "ext_storage_records" where "tenant_id" = $1 and "install_id" = $2 and "namespace" = $3
+  and ${LIVE} order by "key" limit $4`;
+const PAGE_AFTER = `select ${COLUMNS} from "ext_storage_records" where "tenant_id" = $1 and "install_id" = $2 and "namespace" = $3
+  and ${LIVE} and "key" > $4 order by "key" limit $5`;
+// ifRevision null: upsert; 0: create only; n > 0: update only at revision n (the insert side is
+// guarded by EXISTS so a missing row is not created).
+const PUT = `INSERT INTO ext_storage_records AS r
+    (tenant_id, install_id, namespace, key, value, metadata, value_bytes, metadata_bytes, revision,
+     schema_version, ttl_expires_at, created_at, updated_at)
+  SELECT $1::uuid, $2::uuid, $3, $4, $5::jsonb, $6::jsonb, $7::int, $8::int, 1, NULL, NULL, now(), now()
+   WHERE $9::int IS NULL OR $9::int = 0 OR EXISTS (SELECT 1 FROM ext_storage_records
+          WHERE tenant_id = $1::uuid AND install_id = $2::uuid AND namespace = $3 AND key = $4)
+  ON CONFLICT (tenant_id, install_id, namespace, key) DO UPDATE SET
+    value = EXCLUDED.value, metadata = EXCLUDED.metadata, value_bytes = EXCLUDED.value_bytes,
+    metadata_bytes = EXCLUDED.metadata_bytes, revision = r.revision + 1, updated_at = EXCLUDED.updated_at
+   WHERE $9::int IS NULL OR r.revision = $9::int
+  RETURNING r.key, r.revision, r.updated_at`;
+const BULK = `INSERT INTO ext_storage_records AS r
+    (tenant_id, install_id, namespace, key, value, metadata, value_bytes, metadata_bytes, revision,
+     schema_version, ttl_expires_at, created_at, updated_at)
+  SELECT $1::uuid, $2::uuid, $3, x.key, x.value, x.metadata, x.value_bytes, x.metadata_bytes, 1, NULL, NULL, now(), now()
+    FROM jsonb_to_recordset($4::jsonb) AS x(key text, value jsonb, metadata jsonb, value_bytes int, metadata_bytes int)
+  ON CONFLICT (tenant_id, install_id, namespace, key) DO UPDATE SET
+    value = EXCLUDED.value, metadata = EXCLUDED.metadata, value_bytes = EXCLUDED.value_bytes,
+    metadata_bytes = EXCLUDED.metadata_bytes, revision = r.revision + 1, updated_at = EXCLUDED.updated_at
+  RETURNING r.key, r.revision`;
+
+type Body = Record<string, any>;
+
+function readJson(req: IncomingMessage): Promise<Body> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as Body);
+      } catch (e) {
+        reject(e);
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+const bytes = (v: unknown) => Buffer.byteLength(JSON.stringify(v), 'utf8');
+
+async function handle(path: string, b: Body): Promise<[number, unknown]> {
+  switch (path) {
+    case '/noop':
+      return [200, { data: { __typename: 'Query' } }];
+    case '/get': {
+      const { rows } = await pool.query(BY_KEYS, [tenant, install, b.namespace, JSON.stringify([b.key])]);
+      return [200, { record: rows[0] ?? null }];
+    }
+    case '/records': {
+      const keys = b.keys as string[];
+      const { rows } = await pool.query(BY_KEYS, [tenant, install, b.namespace, JSON.stringify([...new Set(keys)])]);
+      const byKey = new Map(rows.map((r: { key: string }) => [r.key, r]));
+      return [200, { records: keys.map((k) => byKey.get(k) ?? null) }];
+    }
+    case '/list': {
+      const first = Number(b.first ?? 25);
+      const { rows } =
+        b.afterKey === null || b.afterKey === undefined
+          ? await pool.query(PAGE_FIRST, [tenant, install, b.namespace, first + 1])
+          : await pool.query(PAGE_AFTER, [tenant, install, b.namespace, b.afterKey, first + 1]);
+      return [200, { items: rows.slice(0, first), hasNextPage: rows.length > first }];
+    }
+    case '/put': {
+      const metadata = b.metadata ?? {};
+      const { rows } = await pool.query(PUT, [
+        tenant,
+        install,
+        b.namespace,
+        b.key,
+        JSON.stringify(b.value),
+        JSON.stringify(metadata),
+        bytes(b.value),
+        bytes(metadata),
+        b.ifRevision ?? null,
+      ]);
+      if (rows.length === 0) return [409, { error: 'revision mismatch', key: b.key }];
+      return [200, { record: rows[0] }];
+    }
+    case '/bulk': {
+      const items = (b.items as Body[]).map((i) => ({
+        key: i.key,
+        value: i.value,
+        metadata: i.metadata ?? {},
+        value_bytes: bytes(i.value),
+        metadata_bytes: bytes(i.metadata ?? {}),
+      }));
+      const { rows } = await pool.query(BULK, [tenant, install, b.namespace, JSON.stringify(items)]);
+      return [200, { records: rows }];
+    }
+    default:
+      return [404, { error: 'not found' }];
+  }
+}
+
+const server = createServer((req, res) => {
+  const rid = req.headers['x-request-id'];
+  if (typeof rid === 'string') res.setHeader('x-request-id', rid);
+  const path = (req.url ?? '/').split('?')[0]!;
+  if (req.method === 'GET' && path === '/healthz') return send(res, 200, { status: 'ok' });
+  readJson(req)
+    .then((body) => handle(path, body))
+    .then(([status, body]) => send(res, status, body))
+    .catch((error: unknown) => send(res, 500, { error: error instanceof Error ? error.message : 'error' }));
+});
+server.keepAliveTimeout = 65_000;
+server.listen(Number(process.env.PORT ?? 4100), process.env.HOST ?? '127.0.0.1');
+
+const stop = () => {
+  server.close();
+  server.closeAllConnections();
+  void pool.end().finally(() => process.exit(0));
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);

@@ -1,0 +1,534 @@
+/**
+ * npm run loadtest: the seed workload against a gateway child process on a fresh PostgreSQL database.
+ *
+ * Many tenants × installs × namespaces; 70 % reads (record 85 %, recordList 15 %), 25 % writes
+ * (putRecord; 10 % of them create-only, 10 % with a short TTL), 5 % deletes, issued open-loop at a
+ * target rate (requests leave on schedule whether or not earlier ones have answered; in flight is
+ * capped, and an operation due while the cap is reached is counted as skipped, never queued).
+ * Latency is measured from the scheduled time, so a stalled server shows up in it.
+ * Two installs of every tenant have small quotas (namespaces + keys per namespace; bytes) so quotas
+ * are hit. Afterwards, per install: usage ≤ quota and usage = a recount of the live records.
+ *
+ *   npm run loadtest -- --rate 1000 --duration 60 [--warmup 5 --tenants 20 --installs 5 --namespaces 4
+ *                       --keys 100 --concurrency 256 --seed-keys 20 --request-timeout 10]
+ *
+ * A warm-up at the target rate (not recorded) runs first, so the measured window does not include
+ * the gateway's JIT warm-up.
+ *
+ * DATABASE_URL: use that database (kept) instead of a fresh one. Report: bench/results/loadtest.json.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Agent, request as httpRequest } from 'node:http';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { sql } from 'kysely';
+import { mintToken } from '../src/auth/credentials.js';
+import { openMigratedDatabase } from '../src/bootstrap.js';
+import { loadConfig, type QuotaSettings } from '../src/config.js';
+import type { DatabaseHandle } from '../src/db/database.js';
+import { effectiveQuota } from '../src/storage/installs.js';
+import type { Caller } from '../src/storage/principal.js';
+import { Storage } from '../src/storage/storage.js';
+import { namespaceUsage } from '../src/storage/usage.js';
+import { benchDatabase, cpuSeconds, freePort, gatewayEnv, log, machineInfo, onInterrupt, resultsDir, round, Samples, startChild, table, type ChildServer } from './support.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    rate: { type: 'string', default: '1000' },
+    duration: { type: 'string', default: '60' },
+    tenants: { type: 'string', default: '20' },
+    installs: { type: 'string', default: '5' },
+    namespaces: { type: 'string', default: '4' },
+    keys: { type: 'string', default: '100' },
+    concurrency: { type: 'string', default: '256' },
+    'seed-keys': { type: 'string', default: '20' },
+    'request-timeout': { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '5' },
+  },
+});
+
+function intFlag(name: keyof typeof flags, min: number, max: number): number {
+  const v = Number(flags[name]);
+  if (!Number.isFinite(v) || v < min || v > max) throw new Error(`--${name} must be between ${min} and ${max}, got ${String(flags[name])}`);
+  return v;
+}
+
+const settings = {
+  rate: intFlag('rate', 1, 50_000),
+  durationSeconds: intFlag('duration', 1, 3600),
+  tenants: intFlag('tenants', 1, 1000),
+  installsPerTenant: intFlag('installs', 1, 100),
+  namespacesPerInstall: intFlag('namespaces', 1, 32),
+  keysPerNamespace: intFlag('keys', 1, 100_000),
+  concurrency: intFlag('concurrency', 1, 10_000),
+  seedKeys: intFlag('seed-keys', 0, 1000),
+  requestTimeoutSeconds: intFlag('request-timeout', 1, 120),
+  warmupSeconds: intFlag('warmup', 0, 600),
+};
+
+/** Quota profiles: install 0 of each tenant is tight on namespaces and keys, install 1 on bytes. */
+const QUOTA_PROFILES: Array<Partial<QuotaSettings> | undefined> = [{ maxNamespaces: 2, maxKeysPerNamespace: 25 }, { maxBytes: 40_000 }];
+const MIN_TTL_SECONDS = 5;
+const SCHEMA = {
+  type: 'object',
+  required: ['n'],
+  properties: { n: { type: 'integer' }, pad: { type: 'string' }, tags: { type: 'array', items: { type: 'string' } } },
+  additionalProperties: false,
+};
+
+const randomInt = (n: number) => Math.floor(Math.random() * n);
+const nsName = (i: number) => `ns${i}`;
+const keyName = (i: number) => `key-${i}`;
+function randomValue(): { n: number; pad: string; tags: string[] } {
+  const size = Math.random() < 0.75 ? 50 + randomInt(350) : 1000 + randomInt(2000);
+  return { n: randomInt(1_000_000), pad: 'x'.repeat(size), tags: ['load'] };
+}
+
+interface LoadInstall {
+  tenantId: string;
+  id: string;
+  token: string;
+  profile: number | null;
+}
+
+type OpName = 'get' | 'list' | 'put' | 'delete';
+const OPS: OpName[] = ['get', 'list', 'put', 'delete'];
+
+/** A result kind that is part of the workload's design, not a failure of the gateway. */
+const expectedKind = (kind: string) => kind.startsWith('QuotaExceeded') || kind === 'RevisionMismatch';
+
+const QUERIES = {
+  get: `query Get($ns: String!, $key: String!) { record(namespace: $ns, key: $key) { key revision value } }`,
+  list: `query List($ns: String!) { recordList(namespace: $ns, first: 20) { edges { node { key revision } } pageInfo { hasNextPage endCursor } } }`,
+  put: `mutation Put($input: PutRecordInput!) { putRecord(input: $input) { __typename
+    ... on PutRecordSuccess { record { key revision } }
+    ... on QuotaExceeded { quota allowed used }
+    ... on RevisionMismatch { currentRevision }
+    ... on LimitExceeded { limit }
+    ... on ValidationFailed { message } } }`,
+  delete: `mutation Delete($input: DeleteRecordInput!) { deleteRecord(input: $input) { __typename
+    ... on DeleteRecordSuccess { deleted } ... on RevisionMismatch { currentRevision } ... on LimitExceeded { limit } } }`,
+};
+
+function nextOperation(installs: LoadInstall[]): { op: OpName; install: LoadInstall; body: string } {
+  const install = installs[randomInt(installs.length)]!;
+  const ns = nsName(randomInt(settings.namespacesPerInstall));
+  const key = keyName(randomInt(settings.keysPerNamespace));
+  const r = Math.random();
+  if (r < 0.7) {
+    const op: OpName = Math.random() < 0.85 ? 'get' : 'list';
+    return { op, install, body: JSON.stringify({ query: QUERIES[op], variables: { ns, key } }) };
+  }
+  if (r < 0.95) {
+    const input: Record<string, unknown> = { namespace: ns, key, value: randomValue(), metadata: { by: 'loadtest' } };
+    const w = Math.random();
+    if (w < 0.1) input.ifRevision = 0;
+    else if (w < 0.2) input.ttlSeconds = MIN_TTL_SECONDS + randomInt(16);
+    return { op: 'put', install, body: JSON.stringify({ query: QUERIES.put, variables: { input } }) };
+  }
+  return { op: 'delete', install, body: JSON.stringify({ query: QUERIES.delete, variables: { input: { namespace: ns, key } } }) };
+}
+
+/** The result kind of one answer: 'ok' or an error kind. */
+function classify(op: OpName, status: number, text: string): string {
+  let body: any;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return `http:${status}:unparsable`;
+  }
+  const code = body?.errors?.[0]?.extensions?.code as string | undefined;
+  if (status !== 200) return `http:${status}:${code ?? 'error'}`;
+  if (code) return `graphql:${code}`;
+  if (op === 'get' || op === 'list') return body?.data ? 'ok' : 'graphql:no-data';
+  const result = op === 'put' ? body?.data?.putRecord : body?.data?.deleteRecord;
+  switch (result?.__typename) {
+    case 'PutRecordSuccess':
+    case 'DeleteRecordSuccess':
+      return 'ok';
+    case 'QuotaExceeded':
+      return `QuotaExceeded:${result.quota}`;
+    case undefined:
+      return 'graphql:no-data';
+    default:
+      return String(result.__typename);
+  }
+}
+
+interface OpReport {
+  issued: number;
+  completed: number;
+  ok: number;
+  /** Latency from the scheduled send time (ms). */
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+  /** Latency from the actual send (ms). */
+  serviceP99: number | null;
+  errors: Record<string, number>;
+}
+
+interface OpStats {
+  issued: number;
+  completed: number;
+  ok: number;
+  latency: Samples;
+  service: Samples;
+  kinds: Record<string, number>;
+}
+
+async function runLoad(gateway: ChildServer, installs: LoadInstall[], durationSeconds: number, progress: boolean) {
+  const url = new URL(gateway.url);
+  const agent = new Agent({ keepAlive: true, maxSockets: settings.concurrency, maxFreeSockets: settings.concurrency });
+  const stats = Object.fromEntries(OPS.map((op) => [op, { issued: 0, completed: 0, ok: 0, latency: new Samples(), service: new Samples(), kinds: {} }])) as Record<OpName, OpStats>;
+  const total = Math.round(settings.rate * durationSeconds);
+  const interval = 1000 / settings.rate;
+  let issued = 0;
+  let skipped = 0;
+  let inFlight = 0;
+  let completed = 0;
+  let peakInFlight = 0;
+  // Per second of schedule: answers and the slowest one (to see stalls in the JSON report).
+  const timeline: Array<{ second: number; completed: number; maxMs: number }> = [];
+
+  const started = performance.now();
+  const send = (scheduledAt: number) => {
+    const { op, install, body } = nextOperation(installs);
+    const s = stats[op];
+    s.issued++;
+    inFlight++;
+    peakInFlight = Math.max(peakInFlight, inFlight);
+    const sentAt = performance.now();
+    let done = false;
+    const finish = (kind: string) => {
+      if (done) return;
+      done = true;
+      inFlight--;
+      completed++;
+      s.completed++;
+      const now = performance.now();
+      s.latency.add(now - scheduledAt);
+      s.service.add(now - sentAt);
+      const second = Math.floor((scheduledAt - started) / 1000);
+      const slot = (timeline[second] ??= { second, completed: 0, maxMs: 0 });
+      slot.completed++;
+      slot.maxMs = Math.max(slot.maxMs, Math.round(now - scheduledAt));
+      if (kind === 'ok') s.ok++;
+      else s.kinds[kind] = (s.kinds[kind] ?? 0) + 1;
+    };
+    const req = httpRequest(
+      {
+        agent,
+        host: url.hostname,
+        port: url.port,
+        path: '/graphql',
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), authorization: `Bearer ${install.token}` },
+        timeout: settings.requestTimeoutSeconds * 1000,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => finish(classify(op, res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'))));
+        res.on('error', (e: NodeJS.ErrnoException) => finish(`network:${e.code ?? 'error'}`));
+      },
+    );
+    req.on('timeout', () => {
+      req.destroy();
+      finish('timeout');
+    });
+    req.on('error', (e: NodeJS.ErrnoException) => finish(`network:${e.code ?? 'error'}`));
+    req.end(body);
+  };
+
+  let lastReport = started;
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      const now = performance.now();
+      const due = Math.min(total, Math.floor((now - started) / interval) + 1);
+      while (issued < due) {
+        const scheduledAt = started + issued * interval;
+        issued++;
+        if (inFlight >= settings.concurrency) skipped++;
+        else send(scheduledAt);
+      }
+      if (progress && now - lastReport >= 5000) {
+        lastReport = now;
+        const secs = (now - started) / 1000;
+        log(`  ${secs.toFixed(0)} s: ${completed} done (${Math.round(completed / secs)}/s), ${inFlight} in flight, ${skipped} skipped`);
+      }
+      if (issued >= total) resolve();
+      else setTimeout(tick, Math.max(0, Math.min(5, started + issued * interval - performance.now())));
+    };
+    tick();
+  });
+  const scheduleEnd = performance.now();
+  // Drain: bounded; whatever has not answered by then is counted as a timeout.
+  const drainDeadline = performance.now() + (settings.requestTimeoutSeconds + 5) * 1000;
+  while (inFlight > 0 && performance.now() < drainDeadline) await new Promise((r) => setTimeout(r, 20));
+  const ended = performance.now();
+  const abandoned = inFlight;
+  agent.destroy();
+  return {
+    stats,
+    total,
+    issued,
+    skipped,
+    completed,
+    abandoned,
+    peakInFlight,
+    timeline: Array.from(timeline, (t, i) => t ?? { second: i, completed: 0, maxMs: 0 }),
+    scheduleSeconds: (scheduleEnd - started) / 1000,
+    seconds: (ended - started) / 1000,
+  };
+}
+
+/** Prometheus text → sum of each series' values per metric name and label set we care about. */
+function parseMetrics(text: string): Array<{ name: string; labels: Record<string, string>; value: number }> {
+  const out: Array<{ name: string; labels: Record<string, string>; value: number }> = [];
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
+    out.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+interface QuotaCheck {
+  installId: string;
+  profile: number | null;
+  quota: QuotaSettings;
+  usage: { namespaces: number; keys: number; bytes: number };
+  recount: { namespaces: number; keys: number; bytes: number };
+  problems: string[];
+}
+
+/** In one snapshot (now() fixed): per install, usage vs quota and usage vs a recount of live records. */
+async function checkQuotas(database: DatabaseHandle, storage: Storage, installs: LoadInstall[]): Promise<QuotaCheck[]> {
+  return database.db
+    .transaction()
+    .setIsolationLevel('repeatable read')
+    .execute(async (trx) => {
+      const checks: QuotaCheck[] = [];
+      for (const install of installs) {
+        const scope = { tenantId: install.tenantId, installId: install.id };
+        const stored = await storage.loadInstall(null, install.id);
+        const quota = effectiveQuota(stored!, storage.settings.quotaDefaults);
+        const usage = await namespaceUsage(trx, scope);
+        const { rows } = await sql<{ namespace: string; value: unknown; metadata: unknown; stored_bytes: number }>`
+          SELECT namespace, value, metadata, (value_bytes + metadata_bytes)::bigint AS stored_bytes
+            FROM ext_storage_records
+           WHERE tenant_id = ${install.tenantId}::uuid AND install_id = ${install.id}::uuid
+             AND (ttl_expires_at IS NULL OR ttl_expires_at > now())`.execute(trx);
+        const recount = new Map<string, { keys: number; bytes: number }>();
+        const problems: string[] = [];
+        for (const r of rows) {
+          const bytes = Buffer.byteLength(JSON.stringify(r.value)) + Buffer.byteLength(JSON.stringify(r.metadata ?? {}));
+          if (bytes !== Number(r.stored_bytes)) problems.push(`stored size ${r.stored_bytes} ≠ JSON size ${bytes} in ${r.namespace}`);
+          const c = recount.get(r.namespace) ?? { keys: 0, bytes: 0 };
+          c.keys++;
+          c.bytes += bytes;
+          recount.set(r.namespace, c);
+        }
+        for (const u of usage) {
+          const c = recount.get(u.namespace) ?? { keys: 0, bytes: 0 };
+          if (u.keyCount !== c.keys || u.bytes !== c.bytes) problems.push(`${u.namespace}: usage ${u.keyCount} keys/${u.bytes} B, recount ${c.keys}/${c.bytes}`);
+          if (u.keyCount > quota.maxKeysPerNamespace) problems.push(`${u.namespace}: ${u.keyCount} keys > quota ${quota.maxKeysPerNamespace}`);
+        }
+        for (const [ns] of recount) if (!usage.some((u) => u.namespace === ns)) problems.push(`${ns}: records but no usage row`);
+        const total = {
+          namespaces: usage.filter((u) => u.keyCount > 0).length,
+          keys: usage.reduce((s, u) => s + u.keyCount, 0),
+          bytes: usage.reduce((s, u) => s + u.bytes, 0),
+        };
+        const counted = {
+          namespaces: recount.size,
+          keys: [...recount.values()].reduce((s, c) => s + c.keys, 0),
+          bytes: [...recount.values()].reduce((s, c) => s + c.bytes, 0),
+        };
+        if (total.namespaces > quota.maxNamespaces) problems.push(`${total.namespaces} namespaces > quota ${quota.maxNamespaces}`);
+        if (total.bytes > quota.maxBytes) problems.push(`${total.bytes} bytes > quota ${quota.maxBytes}`);
+        checks.push({ installId: install.id, profile: install.profile, quota, usage: total, recount: counted, problems });
+      }
+      return checks;
+    });
+}
+
+async function main(): Promise<void> {
+  const machine = machineInfo();
+  const installCount = settings.tenants * settings.installsPerTenant;
+  log(
+    `loadtest: ${settings.rate} ops/s for ${settings.durationSeconds} s over ${settings.tenants} tenants × ${settings.installsPerTenant} installs × ` +
+      `${settings.namespacesPerInstall} namespaces (${installCount} installs), ${machine.cpus} CPUs, load average ${machine.loadavg.join(' ')}`,
+  );
+  const db = await benchDatabase('ext_storage_loadtest');
+  let gateway: ChildServer | undefined;
+  let database: DatabaseHandle | undefined;
+  const cleanup = async () => {
+    await gateway?.stop().catch(() => undefined);
+    await database?.close().catch(() => undefined);
+    await db.drop().catch((e: unknown) => log(`could not drop the loadtest database: ${String(e)}`));
+  };
+  const unregister = onInterrupt(cleanup);
+  let failed = false;
+  try {
+    const secret = randomBytes(32).toString('hex');
+    const env = gatewayEnv(db.url, secret, { STORAGE_MIN_TTL_SECONDS: String(MIN_TTL_SECONDS) });
+    const config = loadConfig({ ...env, LOG_LEVEL: 'silent', STORAGE_INSTALL_CACHE_MS: '0' });
+    database = await openMigratedDatabase(config);
+    const storage = new Storage(database.db, config);
+
+    log('seeding installs, schemas and records');
+    const installs: LoadInstall[] = [];
+    for (let t = 0; t < settings.tenants; t++) {
+      const tenantId = randomUUID();
+      const admin: Caller = { principal: { kind: 'admin', tenantId, actor: 'loadtest' }, requestId: null };
+      for (let i = 0; i < settings.installsPerTenant; i++) {
+        const id = randomUUID();
+        const profile = i < QUOTA_PROFILES.length ? i : null;
+        await storage.upsertInstall(admin, {
+          id,
+          extensionId: `load-ext-${i}`,
+          enabled: true,
+          canRead: true,
+          canWrite: true,
+          quota: profile === null ? undefined : QUOTA_PROFILES[profile],
+        });
+        await storage.setNamespaceSchema(admin, { installId: id, namespace: nsName(0), schema: SCHEMA });
+        for (let n = 0; n < settings.namespacesPerInstall; n++) {
+          const count = Math.min(settings.seedKeys, settings.keysPerNamespace);
+          if (count === 0) continue;
+          const items = Array.from({ length: count }, (_, k) => ({ key: keyName(k), value: { n: k, pad: 'x'.repeat(100 + randomInt(300)), tags: ['seed'] }, metadata: { by: 'seed' } }));
+          await storage.bulkPutRecords(admin, { installId: id, namespace: nsName(n), items }).catch((e: unknown) => {
+            if ((e as { code?: string }).code !== 'QUOTA_EXCEEDED') throw e;
+          });
+        }
+        const token = await mintToken(secret, { sub: `load-${i}`, tid: tenantId, role: 'extension', iid: id, scope: 'storage:read storage:write', expiresIn: '6h' });
+        installs.push({ tenantId, id, token, profile });
+      }
+    }
+
+    gateway = await startChild({ name: 'gateway', script: 'src/main.ts', port: await freePort(), readyPath: '/readyz', env });
+    log(`gateway ${gateway.url} (pid ${gateway.pid}); running open-loop, concurrency cap ${settings.concurrency}`);
+    if (settings.warmupSeconds > 0) {
+      log(`warm-up: ${settings.warmupSeconds} s at the target rate (not recorded)`);
+      await runLoad(gateway, installs, settings.warmupSeconds, false);
+    }
+    const cpuBefore = cpuSeconds(gateway.pid);
+    const run = await runLoad(gateway, installs, settings.durationSeconds, true);
+    const cpuAfter = cpuSeconds(gateway.pid);
+    const gatewayCpuUsPerOp = cpuBefore !== null && cpuAfter !== null && run.completed > 0 ? round(((cpuAfter - cpuBefore) / run.completed) * 1e6, 0) : null;
+    const gatewayCpuShare = cpuBefore !== null && cpuAfter !== null ? round((cpuAfter - cpuBefore) / run.seconds, 2) : null;
+    const metricsText = await (await fetch(`${gateway.url}/metrics`)).text();
+    await gateway.stop();
+    gateway = undefined;
+
+    log('checking quotas and usage against a recount');
+    const checks = await checkQuotas(database, storage, installs);
+
+    // ---------------------------------------------------------------- report
+    const metrics = parseMetrics(metricsText);
+    const sumBy = (name: string, label: string) => {
+      const out: Record<string, number> = {};
+      for (const m of metrics.filter((x) => x.name === name)) out[m.labels[label] ?? ''] = (out[m.labels[label] ?? ''] ?? 0) + m.value;
+      return out;
+    };
+    const scalar = (name: string) => metrics.filter((m) => m.name === name).reduce((s, m) => s + m.value, 0);
+    const errors: Record<string, number> = {};
+    for (const op of OPS) for (const [k, v] of Object.entries(run.stats[op].kinds)) errors[k] = (errors[k] ?? 0) + v;
+    if (run.abandoned > 0) errors.abandoned = run.abandoned;
+    const unexpected = Object.entries(errors).filter(([k]) => !expectedKind(k)).reduce((s, [, v]) => s + v, 0);
+    const violations = checks.filter((c) => c.problems.length > 0);
+    const quotaInstalls = checks.filter((c) => c.profile !== null);
+    const operations = {} as Record<OpName, OpReport>;
+    for (const op of OPS) {
+      const s = run.stats[op];
+      const p = s.latency.percentiles([50, 95, 99]);
+      operations[op] = { issued: s.issued, completed: s.completed, ok: s.ok, p50: p.p50 ?? null, p95: p.p95 ?? null, p99: p.p99 ?? null, serviceP99: s.service.percentiles([99]).p99 ?? null, errors: s.kinds };
+    }
+    const report = {
+      at: new Date().toISOString(),
+      machine,
+      settings: { ...settings, quotaProfiles: QUOTA_PROFILES, minTtlSeconds: MIN_TTL_SECONDS, gateway: 'child process (node --import tsx src/main.ts), logs to /dev/null' },
+      achieved: {
+        targetRate: settings.rate,
+        scheduled: run.total,
+        issued: run.issued - run.skipped,
+        skippedAtConcurrencyCap: run.skipped,
+        completed: run.completed,
+        abandonedAtDrain: run.abandoned,
+        peakInFlight: run.peakInFlight,
+        scheduleSeconds: round(run.scheduleSeconds, 2),
+        seconds: round(run.seconds, 2),
+        achievedRate: round(run.completed / run.seconds, 1),
+        gatewayCpuUsPerOp,
+        gatewayCpuCores: gatewayCpuShare,
+      },
+      operations,
+      errors,
+      unexpectedErrors: unexpected,
+      timeline: run.timeline,
+      quotas: {
+        held: violations.length === 0,
+        installsChecked: checks.length,
+        installsWithQuotas: quotaInstalls.length,
+        installsAtOrNearQuota: quotaInstalls.filter((c) => c.usage.bytes >= 0.8 * c.quota.maxBytes || c.usage.namespaces >= c.quota.maxNamespaces).length,
+        violations: violations.map((c) => ({ installId: c.installId, problems: c.problems.slice(0, 10) })),
+        sample: quotaInstalls.slice(0, 4).map((c) => ({ installId: c.installId, quota: c.quota, usage: c.usage, recount: c.recount })),
+      },
+      serverMetrics: {
+        operations: sumBy('ext_storage_operations_total', 'outcome'),
+        quotaRejections: sumBy('ext_storage_quota_rejections_total', 'quota'),
+        quotaPressure: Object.fromEntries(
+          metrics.filter((m) => m.name === 'ext_storage_quota_pressure_total').map((m) => [`${m.labels.quota}@${m.labels.threshold}`, m.value]),
+        ),
+        ttlDeleted: scalar('ext_storage_ttl_deleted_total'),
+        rateLimited: scalar('ext_storage_rate_limited_total'),
+        validationFailures: scalar('ext_storage_validation_failures_total'),
+      },
+    };
+    mkdirSync(resultsDir, { recursive: true });
+    const out = join(resultsDir, 'loadtest.json');
+    writeFileSync(out, JSON.stringify(report, null, 2) + '\n');
+
+    const a = report.achieved;
+    const lines = [
+      '',
+      `Load test: target ${a.targetRate} ops/s for ${settings.durationSeconds} s, ${installCount} installs (${quotaInstalls.length} with small quotas), ${machine.cpus} CPUs, load average at start ${machine.loadavg.join(' ')}`,
+      `achieved ${a.achievedRate} ops/s: ${a.completed} completed of ${a.scheduled} scheduled, ${a.skippedAtConcurrencyCap} skipped at the concurrency cap (${settings.concurrency}), peak in flight ${a.peakInFlight}, ${a.abandonedAtDrain} abandoned`,
+      `gateway CPU: ${a.gatewayCpuUsPerOp ?? '?'} µs per operation, ${a.gatewayCpuCores ?? '?'} cores busy on average`,
+      '',
+      table(
+        ['operation', 'completed', 'ok', 'p50 ms', 'p95 ms', 'p99 ms', 'errors'],
+        OPS.map((op) => {
+          const o = operations[op];
+          return [op, o.completed, o.ok, o.p50?.toFixed(2) ?? null, o.p95?.toFixed(2) ?? null, o.p99?.toFixed(2) ?? null, Object.entries(o.errors).map(([k, v]) => `${k}=${v}`).join(' ') || '0'];
+        }),
+      ),
+      '(latency from the scheduled send time: open loop, so client-side delay counts too)',
+      '',
+      `errors by kind: ${Object.entries(errors).map(([k, v]) => `${k}=${v}`).join(', ') || 'none'}`,
+      `unexpected errors (anything but QuotaExceeded / RevisionMismatch): ${unexpected}`,
+      `server counters (warm-up included): quota rejections ${JSON.stringify(report.serverMetrics.quotaRejections)}, quota pressure ${JSON.stringify(report.serverMetrics.quotaPressure)}, ` +
+        `TTL deletions ${report.serverMetrics.ttlDeleted}, rate limited ${report.serverMetrics.rateLimited}`,
+      `quotas held: ${report.quotas.held ? 'yes' : 'NO'} — ${checks.length} installs checked, usage ≤ quota and usage = recount of live records` +
+        (violations.length > 0 ? `; ${violations.length} installs with problems, e.g. ${violations[0]!.problems.slice(0, 3).join('; ')}` : ''),
+    ];
+    process.stdout.write(lines.join('\n') + '\n');
+    log(`report written to ${out}`);
+    failed = violations.length > 0;
+  } finally {
+    unregister();
+    await cleanup();
+  }
+  if (failed) process.exit(1);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`loadtest failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});
