@@ -43,6 +43,8 @@ export interface RecordsTable {
 export interface InstallLocksTable {
   tenant_id: string;
   install_id: string;
+  /** Bumped by every write transaction of the install (optimistic writes compare it). */
+  seq: ColumnType<number, number | undefined, number>;
 }
 
 /**

@@ -109,6 +109,8 @@ export interface TargetState {
   revision: number;
   bytes: number;
   expired: boolean;
+  /** The record has a TTL (it may expire between an optimistic read and write). */
+  hasTtl?: boolean;
 }
 
 export async function selectTargets(db: Db, scope: Scope, namespace: string, keys: readonly string[]): Promise<Map<string, TargetState>> {
@@ -129,31 +131,27 @@ export async function selectTargets(db: Db, scope: Scope, namespace: string, key
 }
 
 /**
- * Serialises every write of one install: the lock row is taken first in each write transaction,
- * so revision and quota decisions made afterwards see every earlier commit (a fresh snapshot per
- * statement under READ COMMITTED) and nobody else can change them before we commit.
+ * Serialises every write transaction of one install: the lock row is taken (and its write
+ * sequence bumped) first, so revision and quota decisions made afterwards see every earlier
+ * commit (a fresh snapshot per statement under READ COMMITTED) and nobody else can change them
+ * before we commit. The bump also tells optimistic writers (upsertRecords with expectSeq) that
+ * the install changed.
  */
 export async function lockInstall(db: Db, scope: Scope): Promise<void> {
-  const locked = await db
-    .selectFrom('ext_storage_install_locks')
-    .select('install_id')
-    .where('tenant_id', '=', scope.tenantId)
-    .where('install_id', '=', scope.installId)
-    .forUpdate()
-    .executeTakeFirst();
-  if (locked) return;
+  const bump = () =>
+    db
+      .updateTable('ext_storage_install_locks')
+      .set((eb) => ({ seq: eb('seq', '+', 1) }))
+      .where('tenant_id', '=', scope.tenantId)
+      .where('install_id', '=', scope.installId)
+      .executeTakeFirst();
+  if (Number((await bump()).numUpdatedRows) > 0) return;
   await db
     .insertInto('ext_storage_install_locks')
     .values({ tenant_id: scope.tenantId, install_id: scope.installId })
     .onConflict((oc) => oc.columns(['tenant_id', 'install_id']).doNothing())
     .execute();
-  await db
-    .selectFrom('ext_storage_install_locks')
-    .select('install_id')
-    .where('tenant_id', '=', scope.tenantId)
-    .where('install_id', '=', scope.installId)
-    .forUpdate()
-    .executeTakeFirstOrThrow();
+  if (Number((await bump()).numUpdatedRows) === 0) throw new Error('install lock row missing');
 }
 
 export interface RowToWrite {
@@ -177,6 +175,11 @@ export interface WriteContext extends Scope {
   /** New live keys and stored bytes the whole write adds to the namespace. */
   keysDelta: number;
   bytesDelta: number;
+  /**
+   * Optimistic write (no transaction, no lock taken before): the statement writes only if the
+   * install's write sequence is still this value, bumping it; otherwise it writes nothing.
+   */
+  expectSeq?: number;
 }
 
 /**
@@ -184,7 +187,8 @@ export interface WriteContext extends Scope {
  * statement. Timestamps come from now() in the inserted rows and reach DO UPDATE via EXCLUDED
  * (Citus refuses volatile functions in DO UPDATE SET and RETURNING).
  */
-export async function upsertRecords(db: Db, ctx: WriteContext, rows: readonly RowToWrite[]): Promise<StoredRecord[]> {
+/** Returns the written records in input order, or null when an optimistic write lost its race. */
+export async function upsertRecords(db: Db, ctx: WriteContext, rows: readonly RowToWrite[]): Promise<StoredRecord[] | null> {
   const input = JSON.stringify(
     rows.map((r) => ({
       key: r.key,
@@ -199,10 +203,20 @@ export async function upsertRecords(db: Db, ctx: WriteContext, rows: readonly Ro
   );
   const t = ctx.tenantId;
   const i = ctx.installId;
+  // Optimistic: the guard row must still carry the sequence the state was read at; every CTE
+  // below draws from it, so a lost race writes nothing (and the caller retries under the lock).
+  const guard =
+    ctx.expectSeq === undefined
+      ? sql`guard AS (SELECT 1 AS ok)`
+      : sql`guard AS (
+          UPDATE ext_storage_install_locks SET seq = seq + 1
+           WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND seq = ${ctx.expectSeq}::bigint
+          RETURNING 1 AS ok)`;
   const { rows: written } = await sql<RecordRow>`
-    WITH input AS (
-      SELECT * FROM jsonb_to_recordset(${input}::jsonb)
+    WITH ${guard}, input AS (
+      SELECT x.* FROM jsonb_to_recordset(${input}::jsonb)
         AS x(key text, value jsonb, metadata jsonb, value_bytes int, metadata_bytes int, revision int, ttl_seconds int, bytes_delta bigint)
+       WHERE EXISTS (SELECT 1 FROM guard)
     ), written AS (
       INSERT INTO ext_storage_records AS r
         (tenant_id, install_id, namespace, key, value, metadata, value_bytes, metadata_bytes, revision,
@@ -221,7 +235,8 @@ export async function upsertRecords(db: Db, ctx: WriteContext, rows: readonly Ro
                 r.created_at, r.updated_at
     ), counted AS (
       INSERT INTO ext_storage_namespaces AS n (tenant_id, install_id, namespace, key_count, bytes)
-      VALUES (${t}::uuid, ${i}::uuid, ${ctx.namespace}, ${ctx.keysDelta}::int, ${ctx.bytesDelta}::bigint)
+      SELECT ${t}::uuid, ${i}::uuid, ${ctx.namespace}, ${ctx.keysDelta}::int, ${ctx.bytesDelta}::bigint
+       WHERE EXISTS (SELECT 1 FROM guard)
       ON CONFLICT (tenant_id, install_id, namespace) DO UPDATE SET
         key_count = n.key_count + EXCLUDED.key_count, bytes = n.bytes + EXCLUDED.bytes
     ), audited AS (
@@ -232,6 +247,7 @@ export async function upsertRecords(db: Db, ctx: WriteContext, rows: readonly Ro
         FROM input
     )
     SELECT * FROM written`.execute(db);
+  if (written.length === 0) return null;
   const byKey = new Map(written.map((r) => [r.key, toRecord(r)]));
   return rows.map((r) => byKey.get(r.key)!);
 }

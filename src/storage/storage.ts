@@ -49,10 +49,11 @@ import {
   type RowToWrite,
   type StoredRecord,
   type TargetState,
+  type WriteContext,
 } from './records.js';
 import { activeSchema, activeSchemaVersion, compileSchema, ValidatorCache, validationIssues, type NamespaceSchema } from './schemas.js';
 import { sweepExpired } from './ttl.js';
-import { namespaceUsage, selectWriteState, totalUsage, type NamespaceUsage, type Usage } from './usage.js';
+import { namespaceUsage, selectWriteState, totalUsage, type NamespaceUsage, type Usage, type WriteState } from './usage.js';
 import { sql } from 'kysely';
 
 export interface StorageSettings {
@@ -414,14 +415,26 @@ export class Storage {
     });
   }
 
+  /**
+   * The write path. Optimistic first: the state is read without a transaction and the one
+   * writing statement proves (on the install's write sequence) that nothing changed since, so an
+   * uncontended write costs two round trips. A lost race, expired records to sweep, or targets
+   * with a TTL fall back to the locked transaction, whose decisions are exact by construction.
+   */
   private async writeItems(
     caller: Caller,
     scope: InstallScope,
     namespace: string,
     items: PreparedItem[],
-    opts: { operation: 'putRecord' | 'bulkPutRecords'; bulk: boolean; pinnedSchemaVersion: number | null },
+    opts: WriteOptions,
   ): Promise<StoredRecord[]> {
     const keys = items.map((i) => i.key);
+    const optimisticState = await selectWriteState(this.db, scope, namespace, keys);
+    if (optimisticState.seq !== null && !needsLockedWrite(optimisticState)) {
+      const plan = await this.planWrite(this.db, caller, scope, namespace, items, opts, optimisticState);
+      const records = await upsertRecords(this.db, { ...plan.context, expectSeq: optimisticState.seq }, plan.rows);
+      if (records) return this.afterWrite(scope, namespace, plan, records, 0);
+    }
     // Metrics hooks fire after the commit: a refused write rolls its sweep back.
     let swept = 0;
     const written = await this.db.transaction().execute(async (trx) => {
@@ -434,72 +447,89 @@ export class Storage {
           state = await selectWriteState(trx, scope, namespace, keys);
         }
       }
-      const { targets, namespaces: stats } = state;
-      const live = (key: string): TargetState | undefined => {
-        const t = targets.get(key);
-        return t && !t.expired ? t : undefined;
-      };
-
-      // Revisions.
-      const rows: RowToWrite[] = items.map((item) => {
-        const current = live(item.key);
-        if (item.ifRevision !== null) {
-          const ok = item.ifRevision === 0 ? current === undefined : current?.revision === item.ifRevision;
-          if (!ok) throw new RevisionMismatchError(namespace, item.key, item.ifRevision, current?.revision ?? null);
-        }
-        const storedBytes = item.valueBytes + item.metadataBytes;
-        return {
-          key: item.key,
-          value: item.value,
-          metadata: item.metadata,
-          valueBytes: item.valueBytes,
-          metadataBytes: item.metadataBytes,
-          revision: (current?.revision ?? 0) + 1,
-          ttlSeconds: item.ttlSeconds,
-          bytesDelta: storedBytes - (current?.bytes ?? 0),
-        };
-      });
-
-      // Schema.
-      const schemaScope = { ...scope, namespace };
-      const version = opts.pinnedSchemaVersion ?? state.activeSchemaVersion;
-      if (version !== null) {
-        const validate = await this.validators.get(trx, schemaScope, version);
-        if (!validate) throw new ValidationFailedError(`unknown schema version ${version}`, [], version);
-        const issues: ValidationIssue[] = [];
-        for (const item of items) issues.push(...validationIssues(validate, item.value, opts.bulk ? `/${item.index}` : ''));
-        if (issues.length > 0) {
-          throw new ValidationFailedError(`value does not match schema version ${version}`, issues.slice(0, 100), version);
-        }
-      }
-
-      // Quotas, against live usage (expired records never count, swept or not).
-      const newKeys = items.map((item) => live(item.key) === undefined);
-      const quotaError = checkQuotas(scope.quota, stats, namespace, newKeys, rows.map((r) => r.bytesDelta), opts.bulk);
-      if (quotaError) throw quotaError;
-
-      const keysDelta = newKeys.filter(Boolean).length;
-      const bytesDelta = rows.reduce((s, r) => s + r.bytesDelta, 0);
-      const records = await upsertRecords(
-        trx,
-        {
-          ...scope,
-          namespace,
-          operation: opts.operation,
-          actor: caller.principal.actor,
-          requestId: caller.requestId,
-          schemaVersion: version,
-          keysDelta,
-          bytesDelta,
-        },
-        rows,
-      );
-      return { records, bytes: rows.reduce((s, r) => s + r.valueBytes + r.metadataBytes, 0), stats, keysDelta, bytesDelta };
+      const plan = await this.planWrite(trx, caller, scope, namespace, items, opts, state);
+      return { plan, records: (await upsertRecords(trx, plan.context, plan.rows))! };
     });
+    return this.afterWrite(scope, namespace, written.plan, written.records, swept);
+  }
+
+  /** Revisions, schema and quotas decided on one consistent state; throws the first refusal. */
+  private async planWrite(
+    db: Db,
+    caller: Caller,
+    scope: InstallScope,
+    namespace: string,
+    items: PreparedItem[],
+    opts: WriteOptions,
+    state: WriteState,
+  ): Promise<WritePlan> {
+    const { targets, namespaces: stats } = state;
+    const live = (key: string): TargetState | undefined => {
+      const t = targets.get(key);
+      return t && !t.expired ? t : undefined;
+    };
+
+    // Revisions.
+    const rows: RowToWrite[] = items.map((item) => {
+      const current = live(item.key);
+      if (item.ifRevision !== null) {
+        const ok = item.ifRevision === 0 ? current === undefined : current?.revision === item.ifRevision;
+        if (!ok) throw new RevisionMismatchError(namespace, item.key, item.ifRevision, current?.revision ?? null);
+      }
+      const storedBytes = item.valueBytes + item.metadataBytes;
+      return {
+        key: item.key,
+        value: item.value,
+        metadata: item.metadata,
+        valueBytes: item.valueBytes,
+        metadataBytes: item.metadataBytes,
+        revision: (current?.revision ?? 0) + 1,
+        ttlSeconds: item.ttlSeconds,
+        bytesDelta: storedBytes - (current?.bytes ?? 0),
+      };
+    });
+
+    // Schema.
+    const schemaScope = { ...scope, namespace };
+    const version = opts.pinnedSchemaVersion ?? state.activeSchemaVersion;
+    if (version !== null) {
+      const validate = await this.validators.get(db, schemaScope, version);
+      if (!validate) throw new ValidationFailedError(`unknown schema version ${version}`, [], version);
+      const issues: ValidationIssue[] = [];
+      for (const item of items) issues.push(...validationIssues(validate, item.value, opts.bulk ? `/${item.index}` : ''));
+      if (issues.length > 0) {
+        throw new ValidationFailedError(`value does not match schema version ${version}`, issues.slice(0, 100), version);
+      }
+    }
+
+    // Quotas, against live usage (expired records never count, swept or not).
+    const newKeys = items.map((item) => live(item.key) === undefined);
+    const quotaError = checkQuotas(scope.quota, stats, namespace, newKeys, rows.map((r) => r.bytesDelta), opts.bulk);
+    if (quotaError) throw quotaError;
+
+    const keysDelta = newKeys.filter(Boolean).length;
+    const bytesDelta = rows.reduce((sum, r) => sum + r.bytesDelta, 0);
+    return {
+      rows,
+      stats,
+      context: {
+        ...scope,
+        namespace,
+        operation: opts.operation,
+        actor: caller.principal.actor,
+        requestId: caller.requestId,
+        schemaVersion: version,
+        keysDelta,
+        bytesDelta,
+      },
+    };
+  }
+
+  private afterWrite(scope: InstallScope, namespace: string, plan: WritePlan, records: StoredRecord[], swept: number): StoredRecord[] {
     if (swept > 0) this.hooks.onTtlDeleted?.(swept);
-    this.notePressure(scope.quota, written.stats, namespace, written.keysDelta, written.bytesDelta);
-    this.hooks.onBytesWritten?.(written.bytes);
-    return written.records;
+    this.notePressure(scope.quota, plan.stats, namespace, plan.context.keysDelta, plan.context.bytesDelta);
+    this.hooks.onBytesWritten?.(plan.rows.reduce((sum, r) => sum + r.valueBytes + r.metadataBytes, 0));
+    return records;
   }
 
   private notePressure(quota: QuotaSettings, stats: NamespaceUsage[], namespace: string, keysDelta: number, bytesDelta: number): void {
@@ -578,6 +608,26 @@ export class Storage {
       return stored;
     });
   }
+}
+
+interface WriteOptions {
+  operation: 'putRecord' | 'bulkPutRecords';
+  bulk: boolean;
+  pinnedSchemaVersion: number | null;
+}
+
+interface WritePlan {
+  rows: RowToWrite[];
+  stats: NamespaceUsage[];
+  context: WriteContext;
+}
+
+/**
+ * Writes that must take the lock first: expired records are waiting to be swept, or a target has
+ * a TTL (it could expire between an optimistic read and write, and must then restart at 1).
+ */
+function needsLockedWrite(state: WriteState): boolean {
+  return state.namespaces.some((n) => n.expiredKeys > 0) || [...state.targets.values()].some((t) => t.hasTtl === true);
 }
 
 function page<T>(items: T[], hasNextPage: boolean, cursorOf: (item: T) => string): Page<T> {

@@ -60,18 +60,20 @@ export interface WriteState {
   targets: Map<string, TargetState>;
   namespaces: NamespaceUsage[];
   activeSchemaVersion: number | null;
+  /** The install's write sequence when the state was read (null: no lock row yet). */
+  seq: number | null;
 }
 
 /**
  * The write path's reads in one round trip: the target records (live or expired), the install's
- * live usage per namespace, and the namespace's active schema version.
+ * live usage per namespace, the namespace's active schema version and the install's write sequence.
  */
 export async function selectWriteState(db: Db, scope: Scope, namespace: string, keys: readonly string[]): Promise<WriteState> {
   const t = scope.tenantId;
   const i = scope.installId;
   const { rows } = await sql<{ kind: string; name: string | null; a: number | null; b: number | null; c: number | null; expired: boolean }>`
     SELECT 'target' AS kind, key AS name, revision::bigint AS a, (value_bytes + metadata_bytes)::bigint AS b,
-           NULL::bigint AS c, (ttl_expires_at IS NOT NULL AND ttl_expires_at <= now()) AS expired
+           (ttl_expires_at IS NOT NULL)::int::bigint AS c, (ttl_expires_at IS NOT NULL AND ttl_expires_at <= now()) AS expired
       FROM ext_storage_records
      WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND namespace = ${namespace} AND key = ANY(${textArray(keys)})
     UNION ALL
@@ -80,10 +82,17 @@ export async function selectWriteState(db: Db, scope: Scope, namespace: string, 
     UNION ALL
     SELECT 'schema', NULL, max(version)::bigint, NULL, NULL, false
       FROM ext_storage_schemas
-     WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND namespace = ${namespace}`.execute(db);
-  const state: WriteState = { targets: new Map(), namespaces: [], activeSchemaVersion: null };
+     WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND namespace = ${namespace}
+    UNION ALL
+    SELECT 'lock', NULL, seq, NULL, NULL, false
+      FROM ext_storage_install_locks
+     WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid`.execute(db);
+  const state: WriteState = { targets: new Map(), namespaces: [], activeSchemaVersion: null, seq: null };
   for (const r of rows) {
-    if (r.kind === 'target') state.targets.set(r.name!, { revision: Number(r.a), bytes: Number(r.b), expired: r.expired });
+    if (r.kind === 'lock') state.seq = Number(r.a);
+    else if (r.kind === 'target') {
+      state.targets.set(r.name!, { revision: Number(r.a), bytes: Number(r.b), expired: r.expired, hasTtl: Number(r.c) === 1 });
+    }
     else if (r.kind === 'namespace') {
       state.namespaces.push(toNamespaceUsage({ namespace: r.name!, key_count: r.a!, bytes: r.b!, expired_keys: r.c! }));
     } else if (r.a !== null) state.activeSchemaVersion = Number(r.a);

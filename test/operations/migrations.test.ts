@@ -16,6 +16,21 @@ async function tableExists(db: Parameters<typeof migrationsApplied>[0], name: st
 }
 
 describe('migrations: up, down, up again keep the data the down migration promises to keep', () => {
+  it('dropping the write-sequence column keeps every row, and writes work again after re-applying it', async () => {
+    const t = await openTestDatabase();
+    opened.push(t);
+    const db = t.handle.db;
+    const storage = new Storage(db, loadConfig({ NODE_ENV: 'test' }));
+    await storage.upsertInstall(caller, { id: installId, extensionId: 'x', enabled: true, canRead: true, canWrite: true });
+    await storage.putRecord(caller, { installId, namespace: 'ns', key: 'a', value: 1 });
+    expect(await migrateDown(db)).toEqual(['Down 003_install_write_sequence']);
+    const { rows } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM ext_storage_install_locks WHERE tenant_id = ${tenantId}::uuid`.execute(db);
+    expect(rows[0]!.n).toBe(1);
+    expect(await migrateToLatest(db)).toEqual(['Up 003_install_write_sequence']);
+    expect((await storage.putRecord(caller, { installId, namespace: 'ns', key: 'a', value: 2, ifRevision: 1 })).revision).toBe(2);
+  });
+
   const opened: Array<{ dispose(): Promise<void> }> = [];
   afterAll(async () => {
     for (const o of opened) await o.dispose();
@@ -30,6 +45,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
     await storage.putRecord(caller, { installId, namespace: 'ns', key: 'kept', value: { n: 1 } });
     expect(await migrationsApplied(db)).toBe(true);
 
+    expect(await migrateDown(db)).toEqual(['Down 003_install_write_sequence']);
     expect(await migrateDown(db)).toEqual(['Down 002_schemas_and_audit']);
     expect(await tableExists(db, 'ext_storage_audit')).toBe(false);
     expect(await tableExists(db, 'ext_storage_schemas')).toBe(false);
@@ -38,7 +54,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
       SELECT key, revision FROM ext_storage_records WHERE tenant_id = ${tenantId}::uuid`.execute(db);
     expect(rows).toEqual([{ key: 'kept', revision: 1 }]);
 
-    expect(await migrateToLatest(db)).toEqual(['Up 002_schemas_and_audit']);
+    expect(await migrateToLatest(db)).toEqual(['Up 002_schemas_and_audit', 'Up 003_install_write_sequence']);
     const again = new Storage(db, loadConfig({ NODE_ENV: 'test' }));
     const scope = await again.resolveInstall(caller, installId, 'read');
     expect((await again.readRecords(scope, 'ns', ['kept'])).get('kept')?.value).toEqual({ n: 1 });
@@ -53,10 +69,11 @@ describe('migrations: up, down, up again keep the data the down migration promis
     const db = t.handle.db;
     await migrateDown(db);
     await migrateDown(db);
+    await migrateDown(db);
     for (const table of ['ext_storage_records', 'ext_storage_installs', 'ext_storage_namespaces', 'ext_storage_install_locks']) {
       expect(await tableExists(db, table)).toBe(false);
     }
-    expect(await migrateToLatest(db)).toEqual(['Up 001_storage_tables', 'Up 002_schemas_and_audit']);
+    expect(await migrateToLatest(db)).toEqual(['Up 001_storage_tables', 'Up 002_schemas_and_audit', 'Up 003_install_write_sequence']);
     expect(await migrationsApplied(db)).toBe(true);
   });
 });
@@ -68,7 +85,7 @@ describe.skipIf(backend !== 'postgres')('two instances starting at once', () => 
     const handles = await Promise.all([openDatabase(cfg), openDatabase(cfg), openDatabase(cfg)]);
     try {
       const results = await Promise.all(handles.map((h) => migrateToLatest(h.db)));
-      expect(results.flat().sort()).toEqual(['Up 001_storage_tables', 'Up 002_schemas_and_audit']);
+      expect(results.flat().sort()).toEqual(['Up 001_storage_tables', 'Up 002_schemas_and_audit', 'Up 003_install_write_sequence']);
       for (const h of handles) expect(await migrationsApplied(h.db)).toBe(true);
     } finally {
       for (const h of handles) await h.close();
