@@ -109,7 +109,12 @@ interface Target {
   kind: 'gateway' | 'bare';
   url: string;
   token: string;
+  /** Tokens of SPREAD_INSTALLS further installs (the put16 scenario spreads its writes over them). */
+  spreadTokens?: string[];
 }
+
+/** Installs the put16 scenario spreads its writers over (one install's writes are serialised). */
+const SPREAD_INSTALLS = 16;
 
 const gqlHeaders = (token: string) => ({ 'content-type': 'application/json', authorization: `Bearer ${token}` });
 const jsonHeaders = { 'content-type': 'application/json' };
@@ -184,12 +189,14 @@ class RevisionTracker {
 }
 
 /** A conditional put (ifRevision always given: 0 first, then the last revision). */
-function putDriver(t: Target, namespace: string): Driver {
+function putDriver(t: Target, namespace: string, spread = false): Driver {
   const tracker = new RevisionTracker(`put-${randomBytes(3).toString('hex')}-`, settings.connections * 4);
   let n = 0;
   const build = (req: AutocannonRequest) => {
     const slot = tracker.take();
-    req.headers = { ...req.headers, 'x-request-id': `slot${slot}` };
+    const tokens = spread ? t.spreadTokens : undefined;
+    const token = tokens && tokens.length > 0 ? tokens[slot % tokens.length]! : t.token;
+    req.headers = { ...req.headers, ...(t.kind === 'gateway' ? gqlHeaders(token) : {}), 'x-request-id': `slot${slot}` };
     const input = { namespace, key: `${tracker.prefix}${slot}`, value: valueOf(n++ % 100_000), metadata: METADATA, ifRevision: tracker.revisionOf(slot) };
     req.body = JSON.stringify(
       t.kind === 'gateway'
@@ -259,6 +266,8 @@ function scenarioDriver(name: string, t: Target, listPages: ListPages): Driver {
     }
     case 'put':
       return putDriver(t, GUARDED_NS);
+    case 'put16':
+      return putDriver(t, GUARDED_NS, true);
     case 'put-guards-off':
       return putDriver(t, OPEN_NS);
     case 'bulk100': {
@@ -423,7 +432,8 @@ const SCENARIOS = [
   { name: 'get', title: 'single get (record)' },
   { name: 'records100', title: 'records, 100 keys' },
   { name: 'list100', title: 'recordList first:100' },
-  { name: 'put', title: 'conditional put, guards on' },
+  { name: 'put', title: 'conditional put, guards on, all writers on one install' },
+  { name: 'put16', title: `conditional put, guards on, writers spread over ${SPREAD_INSTALLS} installs` },
   { name: 'bulk100', title: 'bulk put of 100' },
 ] as const;
 
@@ -472,6 +482,13 @@ async function main(): Promise<void> {
     }
     for (const namespace of [GUARDED_NS, BULK_NS]) await storage.setNamespaceSchema(admin, { installId, namespace, schema: VALUE_SCHEMA });
     const token = await mintToken(secret, { sub: 'bench-extension', tid: tenantId, role: 'extension', iid: installId, scope: 'storage:read storage:write', expiresIn: '6h' });
+    const spreadTokens: string[] = [];
+    for (let i = 0; i < SPREAD_INSTALLS; i++) {
+      const id = randomUUID();
+      await storage.upsertInstall(admin, { id, extensionId: 'bench', enabled: true, canRead: true, canWrite: true, quota: { maxKeysPerNamespace: 1_000_000, maxBytes: 64 * 1024 ** 3 } });
+      await storage.setNamespaceSchema(admin, { installId: id, namespace: GUARDED_NS, schema: VALUE_SCHEMA });
+      spreadTokens.push(await mintToken(secret, { sub: 'bench-extension', tid: tenantId, role: 'extension', iid: id, scope: 'storage:read storage:write', expiresIn: '6h' }));
+    }
     log(`seeded: install ${installId}, ${SEED_KEYS} records in "${READ_NS}", schema on "${GUARDED_NS}" and "${BULK_NS}"`);
 
     // In-process gateway with a statement counter (same code, same database; used only for counting).
@@ -502,7 +519,7 @@ async function main(): Promise<void> {
       listPages.afterKeys.push(edges[edges.length - 1]!.node.key);
     }
 
-    const inProcessTarget: Target = { kind: 'gateway', url: inProcess.url(), token };
+    const inProcessTarget: Target = { kind: 'gateway', url: inProcess.url(), token, spreadTokens };
     const counted = await countStatements(inProcess, counter, [
       ...scenarios.map((s) => [s.name, scenarioDriver(s.name, inProcessTarget, listPages)] as [string, Driver]),
       ...(runGuardsOff ? [['put-guards-off', scenarioDriver('put-guards-off', inProcessTarget, listPages)] as [string, Driver]] : []),
@@ -540,7 +557,7 @@ async function main(): Promise<void> {
       }),
     ]);
     children.push(gateway, bare, ...(gatewayOpen ? [gatewayOpen] : []));
-    const gwTarget: Target = { kind: 'gateway', url: gateway.url, token };
+    const gwTarget: Target = { kind: 'gateway', url: gateway.url, token, spreadTokens };
     const bareTarget: Target = { kind: 'bare', url: bare.url, token: '' };
 
     // Prime every server with every scenario it will serve, so the first measured scenario does not
