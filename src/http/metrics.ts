@@ -9,11 +9,16 @@ export interface Metrics {
   graphqlDuration: client.Histogram<'operation_type'>;
   httpRequests: client.Counter<'route' | 'status'>;
   rateLimited: client.Counter<string>;
+  /** Only with STORAGE_METRICS_INSTALL_LABELS=true: requests per install (one series per install). */
+  installRequests: client.Counter<'install_id' | 'status'> | null;
 }
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
-export function createMetrics(poolStats: () => { total: number; idle: number; waiting: number }): Metrics {
+export function createMetrics(
+  poolStats: () => { total: number; idle: number; waiting: number },
+  opts: { installLabels?: boolean } = {},
+): Metrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
   const operations = new client.Counter({
@@ -94,8 +99,17 @@ export function createMetrics(poolStats: () => { total: number; idle: number; wa
       },
     });
   }
+  const installRequests = opts.installLabels
+    ? new client.Counter({
+        name: 'ext_storage_install_requests_total',
+        help: 'Extension and Runner requests per install and HTTP status (STORAGE_METRICS_INSTALL_LABELS=true; one series per install).',
+        labelNames: ['install_id', 'status'] as const,
+        registers: [registry],
+      })
+    : null;
   return {
     registry,
+    installRequests,
     graphqlRequests,
     graphqlDuration,
     httpRequests,

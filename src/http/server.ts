@@ -82,7 +82,7 @@ const REPORT_ARMOR_REJECTION = {
 
 export function createApp(opts: AppOptions): App {
   const { config, database, logger } = opts;
-  const metrics = createMetrics(database.poolStats);
+  const metrics = createMetrics(database.poolStats, { installLabels: config.metricsInstallLabels });
   const storage = new Storage(database.db, config, metrics.storageHooks);
   const authenticator = createAuthenticator({
     jwtSecret: opts.jwtSecret,
@@ -329,6 +329,7 @@ export function createApp(opts: AppOptions): App {
       .finally(() => {
         const seconds = (performance.now() - started) / 1000;
         metrics.httpRequests.inc({ route: routeName, status: String(res.statusCode) });
+        if (log.installId) metrics.installRequests?.inc({ install_id: log.installId, status: String(res.statusCode) });
         if (routeName === 'graphql' && log.operationType) {
           metrics.graphqlRequests.inc({ operation_type: log.operationType, outcome: res.statusCode < 400 ? 'ok' : 'error' });
           metrics.graphqlDuration.observe({ operation_type: log.operationType }, seconds);

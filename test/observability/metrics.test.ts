@@ -273,3 +273,27 @@ describe('the request log', () => {
     expect(await requestLine('log-two-ops')).toMatchObject({ operation: 'Second', operationType: 'mutation', principal: 'admin', status: 200 });
   });
 });
+
+describe('per-install labels (STORAGE_METRICS_INSTALL_LABELS=true)', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ STORAGE_METRICS_INSTALL_LABELS: 'true' });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('count extension requests per install and status when turned on', async () => {
+    const a = await t.createInstall();
+    const b = await t.createInstall();
+    for (const [install, n] of [[a, 3], [b, 1]] as const) {
+      for (let i = 0; i < n; i++) {
+        const res = await t.gql(GET, { ns: 'app', key: 'k' }, { token: await install.token() });
+        expect(res.status).toBe(200);
+      }
+    }
+    const e = await scrape(t.url);
+    expect(valueOf(e, 'ext_storage_install_requests_total', { install_id: a.id, status: '200' })).toBe(3);
+    expect(valueOf(e, 'ext_storage_install_requests_total', { install_id: b.id, status: '200' })).toBe(1);
+  });
+});
