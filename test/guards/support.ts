@@ -1,7 +1,6 @@
 /** GraphQL documents and small clients shared by the guard tests (quotas, schemas, audit, limits). */
 import { request } from 'node:http';
-import { expect } from 'vitest';
-import type { GqlResult, TestApp, TestInstall } from '../support/app.js';
+import { dataOf, type GqlResult, type TestApp, type TestInstall } from '../support/app.js';
 
 const RECORD = 'namespace key value metadata revision schemaVersion ttlExpiresAt';
 const FAILURES = `
@@ -82,12 +81,7 @@ export interface AuditEventView {
   bytesDelta: number;
 }
 
-/** Asserts a response carries data and no errors, and returns the data. */
-export function dataOf<T = any>(res: GqlResult): T {
-  expect(res.body.errors, JSON.stringify(res.body.errors)).toBeUndefined();
-  expect(res.status).toBe(200);
-  return res.body.data as T;
-}
+export { dataOf };
 
 /** The extension codes of a response's errors. */
 export function errorCodes(res: GqlResult): string[] {

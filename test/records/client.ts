@@ -1,6 +1,6 @@
 /** GraphQL documents and a small per-install client shared by the record contract tests. */
 import { expect } from 'vitest';
-import type { GqlResult, TestApp, TestInstall } from '../support/app.js';
+import { dataOf, type GqlResult, type TestApp, type TestInstall } from '../support/app.js';
 
 export const RECORD_FIELDS = 'namespace key value metadata revision schemaVersion ttlExpiresAt createdAt updatedAt';
 
@@ -83,12 +83,7 @@ export interface AuditEventResult {
   bytesDelta: number;
 }
 
-/** Asserts a GraphQL response has data and no errors, and returns the data. */
-export function dataOf<T = any>(res: GqlResult): T {
-  expect(res.body.errors, JSON.stringify(res.body.errors)).toBeUndefined();
-  expect(res.status).toBe(200);
-  return res.body.data as T;
-}
+export { dataOf };
 
 /** Asserts a GraphQL response carries exactly one error and returns its extensions. */
 export function errorOf(res: GqlResult): { message: string; extensions: Record<string, any> } {

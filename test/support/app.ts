@@ -1,5 +1,6 @@
 /** A running gateway on a fresh database of this project's backend, with token helpers. */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { expect } from 'vitest';
 import { mintToken } from '../../src/auth/credentials.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { QueryObserver } from '../../src/db/database.js';
@@ -12,6 +13,13 @@ export interface GqlResult<T = any> {
   status: number;
   headers: Headers;
   body: { data?: T; errors?: Array<{ message: string; extensions?: Record<string, any> }> } & Record<string, any>;
+}
+
+/** Asserts a GraphQL response carries data and no errors, and returns the data. */
+export function dataOf<T = any>(res: GqlResult): T {
+  expect(res.body.errors, JSON.stringify(res.body.errors)).toBeUndefined();
+  expect(res.status).toBe(200);
+  return res.body.data as T;
 }
 
 export interface TestInstall {
