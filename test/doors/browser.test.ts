@@ -224,9 +224,16 @@ describe.skipIf(!available && !mustRun)('in a browser (chromium, offline)', () =
       // Monaco renders spaces as U+00A0.
       const editor = (await page.locator('.graphiql-query-editor').innerText()).replace(/\s+/g, ' ');
       expect(editor).toContain('query ReadRecords');
-      const answer = page.waitForResponse((r) => r.url().startsWith(`${apiUrl}/graphql`) && (r.request().postData() ?? '').includes('ReadRecords'));
-      await execute.click();
-      const response = await answer;
+      let sent = null;
+      for (let attempt = 0; attempt < 5 && !sent; attempt++) {
+        const request = page
+          .waitForRequest((r) => r.url().startsWith(`${apiUrl}/graphql`) && (r.postData() ?? '').includes('ReadRecords'), { timeout: 5000 })
+          .catch(() => null);
+        await execute.click();
+        sent = await request;
+      }
+      expect(sent, 'GraphiQL sent the query after at most 5 clicks').not.toBeNull();
+      const response = (await sent!.response())!;
       expect(response.request().headers().authorization).toBe(`Bearer ${adminToken}`);
       expect(response.request().postDataJSON().variables).toEqual({ installId });
       expect(response.status()).toBe(200);
@@ -248,9 +255,18 @@ describe.skipIf(!available && !mustRun)('in a browser (chromium, offline)', () =
       // The tabs sit in a drag-to-reorder list that swallows synthetic pointer clicks; a click event selects.
       await page.locator('.graphiql-tab-button', { hasText: 'WriteRecord' }).dispatchEvent('click');
       await expect.poll(() => page.locator('.graphiql-tab-active').innerText()).toContain('WriteRecord');
-      const answer = page.waitForResponse((r) => r.url().startsWith(`${apiUrl}/graphql`) && (r.request().postData() ?? '').includes('WriteRecord'));
-      await execute.click();
-      expect((await answer).status()).toBe(200);
+      // Right after a tab switch GraphiQL may re-render the execute button and drop a click; click
+      // again only while no request left (a sent write must not be sent twice).
+      let sent = null;
+      for (let attempt = 0; attempt < 5 && !sent; attempt++) {
+        const request = page
+          .waitForRequest((r) => r.url().startsWith(`${apiUrl}/graphql`) && (r.postData() ?? '').includes('WriteRecord'), { timeout: 5000 })
+          .catch(() => null);
+        await execute.click();
+        sent = await request;
+      }
+      expect(sent, 'GraphiQL sent the write after at most 5 clicks').not.toBeNull();
+      expect((await sent!.response())?.status()).toBe(200);
       await expect.poll(() => page.locator('.graphiql-response').innerText(), { timeout: 30_000 }).toContain('PutRecordSuccess');
       const stored = await app.storage.getRecord(admin, { installId, namespace: 'settings', key: 'theme' });
       expect(stored).toMatchObject({ value: { mode: 'dark' }, revision: 2 });
