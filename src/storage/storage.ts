@@ -327,6 +327,17 @@ export class Storage {
     return namespaceUsage(this.db, scope, namespace);
   }
 
+  /**
+   * The namespaces holding at least one live record that the caller may see: all of them for an
+   * admin, those in the install's allow-list for extensions and the Runner (who need read).
+   */
+  async listNamespaces(caller: Caller, scope: InstallScope): Promise<NamespaceUsage[]> {
+    this.checkAccess(caller, scope, 'read');
+    const allowed = caller.principal.kind === 'admin' ? null : scope.install.namespaces;
+    const all = await namespaceUsage(this.db, scope);
+    return all.filter((n) => n.keyCount > 0 && (allowed === null || allowed.includes(n.namespace)));
+  }
+
   async usage(scope: InstallScope): Promise<Usage> {
     return totalUsage(await namespaceUsage(this.db, scope));
   }

@@ -63,14 +63,8 @@ export const InstallRef = builder.objectRef<InstallScope>('Install').implement({
     namespaces: t.field({
       type: [NamespaceRef],
       description: 'Namespaces that hold at least one live record, ordered by name.',
-      resolve: async (scope, _a, ctx) => {
-        ctx.storage.checkAccess(ctx.caller, scope, 'read');
-        const allowed = ctx.caller.principal.kind === 'admin' ? null : scope.install.namespaces;
-        const all = await ctx.storage.namespaceUsage(scope);
-        return all
-          .filter((n) => n.keyCount > 0 && (allowed === null || allowed.includes(n.namespace)))
-          .map((usage) => ({ scope, name: usage.namespace, usage }));
-      },
+      resolve: async (scope, _a, ctx) =>
+        (await ctx.storage.listNamespaces(ctx.caller, scope)).map((usage) => ({ scope, name: usage.namespace, usage })),
     }),
     namespace: t.field({
       type: NamespaceRef,
