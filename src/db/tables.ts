@@ -43,8 +43,13 @@ export interface RecordsTable {
 export interface InstallLocksTable {
   tenant_id: string;
   install_id: string;
-  /** Bumped by every write transaction of the install (optimistic writes compare it). */
+  /**
+   * Bumped by every locked write transaction of the install (lockInstall): an optimistic write
+   * proves with it that no locked transaction (sweep, delete, schema change) ran since its read.
+   */
   seq: ColumnType<number, number | undefined, number>;
+  /** Stored bytes of the install (value + metadata, expired-unswept included), kept by every write. */
+  bytes: ColumnType<number, number | undefined, number>;
 }
 
 /**

@@ -109,8 +109,6 @@ export interface TargetState {
   revision: number;
   bytes: number;
   expired: boolean;
-  /** The record has a TTL (it may expire between an optimistic read and write). */
-  hasTtl?: boolean;
 }
 
 export async function selectTargets(db: Db, scope: Scope, namespace: string, keys: readonly string[]): Promise<Map<string, TargetState>> {
@@ -164,6 +162,8 @@ export interface RowToWrite {
   ttlSeconds: number | null;
   /** Stored bytes this row adds (negative when it shrinks). */
   bytesDelta: number;
+  /** The live record the decision was made on (null: none), which an optimistic write must still find. */
+  previous: { revision: number; bytes: number } | null;
 }
 
 export interface WriteContext extends Scope {
@@ -175,21 +175,10 @@ export interface WriteContext extends Scope {
   /** New live keys and stored bytes the whole write adds to the namespace. */
   keysDelta: number;
   bytesDelta: number;
-  /**
-   * Optimistic write (no transaction, no lock taken before): the statement writes only if the
-   * install's write sequence is still this value, bumping it; otherwise it writes nothing.
-   */
-  expectSeq?: number;
 }
 
-/**
- * Upserts the rows, moves the namespace counters and appends one audit event per row, in one
- * statement. Timestamps come from now() in the inserted rows and reach DO UPDATE via EXCLUDED
- * (Citus refuses volatile functions in DO UPDATE SET and RETURNING).
- */
-/** Returns the written records in input order, or null when an optimistic write lost its race. */
-export async function upsertRecords(db: Db, ctx: WriteContext, rows: readonly RowToWrite[]): Promise<StoredRecord[] | null> {
-  const input = JSON.stringify(
+function rowsJson(rows: readonly RowToWrite[]): string {
+  return JSON.stringify(
     rows.map((r) => ({
       key: r.key,
       value: r.value,
@@ -199,32 +188,45 @@ export async function upsertRecords(db: Db, ctx: WriteContext, rows: readonly Ro
       revision: r.revision,
       ttl_seconds: r.ttlSeconds,
       bytes_delta: r.bytesDelta,
+      prev_revision: r.previous?.revision ?? 0,
+      prev_bytes: r.previous?.bytes ?? 0,
     })),
   );
+}
+
+const INPUT_COLUMNS = sql`x(key text, value jsonb, metadata jsonb, value_bytes int, metadata_bytes int, revision int,
+        ttl_seconds int, bytes_delta bigint, prev_revision int, prev_bytes bigint)`;
+
+const TTL_OF_INPUT = sql`CASE WHEN input.ttl_seconds IS NULL THEN NULL ELSE now() + make_interval(secs => input.ttl_seconds) END`;
+
+function inOrder(rows: readonly RowToWrite[], written: readonly RecordRow[]): StoredRecord[] {
+  const byKey = new Map(written.map((r) => [r.key, toRecord(r)]));
+  return rows.map((r) => {
+    const record = byKey.get(r.key);
+    // Never answer success for a row the statement did not write.
+    if (!record) throw new Error('a write statement returned fewer records than it was given');
+    return record;
+  });
+}
+
+/**
+ * Upserts the rows, moves the namespace and install counters and appends one audit event per
+ * row, in one statement, under the install lock (lockInstall) taken earlier in the transaction.
+ * Timestamps come from now() in the inserted rows and reach DO UPDATE via EXCLUDED (Citus
+ * refuses volatile functions in DO UPDATE SET and RETURNING). Returns the records in input order.
+ */
+export async function upsertRecords(db: Db, ctx: WriteContext, rows: readonly RowToWrite[]): Promise<StoredRecord[]> {
   const t = ctx.tenantId;
   const i = ctx.installId;
-  // Optimistic: the guard row must still carry the sequence the state was read at; every CTE
-  // below draws from it, so a lost race writes nothing (and the caller retries under the lock).
-  const guard =
-    ctx.expectSeq === undefined
-      ? sql`guard AS (SELECT 1 AS ok)`
-      : sql`guard AS (
-          UPDATE ext_storage_install_locks SET seq = seq + 1
-           WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND seq = ${ctx.expectSeq}::bigint
-          RETURNING 1 AS ok)`;
   const { rows: written } = await sql<RecordRow>`
-    WITH ${guard}, input AS (
-      SELECT x.* FROM jsonb_to_recordset(${input}::jsonb)
-        AS x(key text, value jsonb, metadata jsonb, value_bytes int, metadata_bytes int, revision int, ttl_seconds int, bytes_delta bigint)
-       WHERE EXISTS (SELECT 1 FROM guard)
+    WITH input AS (
+      SELECT x.* FROM jsonb_to_recordset(${rowsJson(rows)}::jsonb) AS ${INPUT_COLUMNS}
     ), written AS (
       INSERT INTO ext_storage_records AS r
         (tenant_id, install_id, namespace, key, value, metadata, value_bytes, metadata_bytes, revision,
          schema_version, ttl_expires_at, created_at, updated_at)
       SELECT ${t}::uuid, ${i}::uuid, ${ctx.namespace}, input.key, input.value, input.metadata, input.value_bytes,
-             input.metadata_bytes, input.revision, ${ctx.schemaVersion}::int,
-             CASE WHEN input.ttl_seconds IS NULL THEN NULL ELSE now() + make_interval(secs => input.ttl_seconds) END,
-             now(), now()
+             input.metadata_bytes, input.revision, ${ctx.schemaVersion}::int, ${TTL_OF_INPUT}, now(), now()
         FROM input
       ON CONFLICT (tenant_id, install_id, namespace, key) DO UPDATE SET
         value = EXCLUDED.value, metadata = EXCLUDED.metadata, value_bytes = EXCLUDED.value_bytes,
@@ -235,10 +237,12 @@ export async function upsertRecords(db: Db, ctx: WriteContext, rows: readonly Ro
                 r.created_at, r.updated_at
     ), counted AS (
       INSERT INTO ext_storage_namespaces AS n (tenant_id, install_id, namespace, key_count, bytes)
-      SELECT ${t}::uuid, ${i}::uuid, ${ctx.namespace}, ${ctx.keysDelta}::int, ${ctx.bytesDelta}::bigint
-       WHERE EXISTS (SELECT 1 FROM guard)
+      VALUES (${t}::uuid, ${i}::uuid, ${ctx.namespace}, ${ctx.keysDelta}::int, ${ctx.bytesDelta}::bigint)
       ON CONFLICT (tenant_id, install_id, namespace) DO UPDATE SET
         key_count = n.key_count + EXCLUDED.key_count, bytes = n.bytes + EXCLUDED.bytes
+    ), install_counted AS (
+      UPDATE ext_storage_install_locks SET bytes = bytes + ${ctx.bytesDelta}::bigint
+       WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid
     ), audited AS (
       INSERT INTO ext_storage_audit
         (tenant_id, install_id, namespace, key, operation, revision, bytes_delta, actor, request_id, at)
@@ -247,9 +251,95 @@ export async function upsertRecords(db: Db, ctx: WriteContext, rows: readonly Ro
         FROM input
     )
     SELECT * FROM written`.execute(db);
-  if (written.length === 0) return null;
-  const byKey = new Map(written.map((r) => [r.key, toRecord(r)]));
-  return rows.map((r) => byKey.get(r.key)!);
+  return inOrder(rows, written);
+}
+
+/** What an optimistic write was decided on, beyond its rows: checked again in its one statement. */
+export interface OptimisticGuard {
+  /** The install's lock-row sequence at the read: no locked transaction may have run since. */
+  seq: number;
+  maxBytes: number;
+  maxKeysPerNamespace: number;
+}
+
+/** The text PostgreSQL reports when an optimistic write finds the state changed (SQLSTATE 22P02). */
+export const LOST_RACE = 'optimistic write lost its race';
+
+export function isLostRace(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  return e?.code === '22P02' && typeof e.message === 'string' && e.message.includes(LOST_RACE);
+}
+
+/**
+ * The optimistic write: one statement, no transaction, no lock held across round trips. Each
+ * decision made on the unlocked read is re-checked on the latest row versions (UPDATE re-evaluates
+ * its WHERE after waiting for a row lock), in lock order install row → namespace row → records:
+ * - the install row: no locked transaction since the read (seq), bytes quota (growth only);
+ * - the namespace row: it still holds live keys (no new namespace here), keys quota;
+ * - each record: still absent (INSERT … ON CONFLICT DO NOTHING), or still live at the revision
+ *   and size read (UPDATE … WHERE revision = prev AND bytes = prev).
+ * Counters move by the deltas computed from the read, which the record checks prove still hold.
+ * If any check fails, the final SELECT casts a message to int, which aborts the whole statement
+ * (nothing written, no counter moved, no audit event) with SQLSTATE 22P02 and LOST_RACE in the
+ * text; the caller then takes the locked path, which decides exactly.
+ */
+export async function writeOptimistic(db: Db, ctx: WriteContext, rows: readonly RowToWrite[], guard: OptimisticGuard): Promise<StoredRecord[]> {
+  const t = ctx.tenantId;
+  const i = ctx.installId;
+  const { rows: written } = await sql<RecordRow>`
+    WITH install_row AS (
+      UPDATE ext_storage_install_locks SET bytes = bytes + ${ctx.bytesDelta}::bigint
+       WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND seq = ${guard.seq}::bigint
+         AND (${ctx.bytesDelta}::bigint <= 0 OR bytes + ${ctx.bytesDelta}::bigint <= ${guard.maxBytes}::bigint)
+      RETURNING 1 AS ok
+    ), namespace_row AS (
+      UPDATE ext_storage_namespaces SET key_count = key_count + ${ctx.keysDelta}::int, bytes = bytes + ${ctx.bytesDelta}::bigint
+       WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND namespace = ${ctx.namespace} AND key_count > 0
+         AND (${ctx.keysDelta}::int = 0 OR key_count + ${ctx.keysDelta}::int <= ${guard.maxKeysPerNamespace}::int)
+         AND EXISTS (SELECT 1 FROM install_row)
+      RETURNING 1 AS ok
+    ), input AS (
+      SELECT x.* FROM jsonb_to_recordset(${rowsJson(rows)}::jsonb) AS ${INPUT_COLUMNS}
+       WHERE EXISTS (SELECT 1 FROM namespace_row)
+    ), inserted AS (
+      INSERT INTO ext_storage_records AS r
+        (tenant_id, install_id, namespace, key, value, metadata, value_bytes, metadata_bytes, revision,
+         schema_version, ttl_expires_at, created_at, updated_at)
+      SELECT ${t}::uuid, ${i}::uuid, ${ctx.namespace}, input.key, input.value, input.metadata, input.value_bytes,
+             input.metadata_bytes, input.revision, ${ctx.schemaVersion}::int, ${TTL_OF_INPUT}, now(), now()
+        FROM input WHERE input.prev_revision = 0
+      ON CONFLICT (tenant_id, install_id, namespace, key) DO NOTHING
+      RETURNING r.namespace, r.key, r.value, r.metadata, r.revision, r.schema_version, r.ttl_expires_at,
+                r.created_at, r.updated_at
+    ), updated AS (
+      UPDATE ext_storage_records r SET
+        value = input.value, metadata = input.metadata, value_bytes = input.value_bytes,
+        metadata_bytes = input.metadata_bytes, revision = input.revision, schema_version = ${ctx.schemaVersion}::int,
+        ttl_expires_at = ${TTL_OF_INPUT}, updated_at = now()
+        FROM input
+       WHERE r.tenant_id = ${t}::uuid AND r.install_id = ${i}::uuid AND r.namespace = ${ctx.namespace}
+         AND r.key = input.key AND input.prev_revision > 0 AND r.revision = input.prev_revision
+         AND r.value_bytes + r.metadata_bytes = input.prev_bytes
+         AND (r.ttl_expires_at IS NULL OR r.ttl_expires_at > now())
+      RETURNING r.namespace, r.key, r.value, r.metadata, r.revision, r.schema_version, r.ttl_expires_at,
+                r.created_at, r.updated_at
+    ), written AS (
+      SELECT * FROM inserted UNION ALL SELECT * FROM updated
+    ), audited AS (
+      INSERT INTO ext_storage_audit
+        (tenant_id, install_id, namespace, key, operation, revision, bytes_delta, actor, request_id, at)
+      SELECT ${t}::uuid, ${i}::uuid, ${ctx.namespace}, input.key, ${ctx.operation}, input.revision, input.bytes_delta,
+             ${ctx.actor}, ${ctx.requestId}, now()
+        FROM input JOIN written ON written.key = input.key
+    ), checked AS (
+      SELECT CAST(CASE WHEN count(*) = ${rows.length}::int THEN '1'
+                       ELSE count(*)::text || ' of ${sql.raw(String(rows.length))} rows: ${sql.raw(LOST_RACE)}' END AS int) AS ok
+        FROM written
+    )
+    SELECT written.*, checked.ok FROM checked LEFT JOIN written ON true`.execute(db);
+  // `checked.ok` is selected and `checked` is the preserved side of the join, so PostgreSQL
+  // evaluates the check even when nothing was written (an unused output would be optimised away).
+  return inOrder(rows, written.filter((r) => r.key !== null));
 }
 
 export interface DeleteContext extends Scope {
@@ -273,6 +363,9 @@ export async function deleteRecordRow(db: Db, ctx: DeleteContext): Promise<void>
       UPDATE ext_storage_namespaces SET key_count = key_count - 1, bytes = bytes - ${ctx.bytes}::bigint
        WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND namespace = ${ctx.namespace}
          AND EXISTS (SELECT 1 FROM deleted)
+    ), install_counted AS (
+      UPDATE ext_storage_install_locks SET bytes = bytes - ${ctx.bytes}::bigint
+       WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND EXISTS (SELECT 1 FROM deleted)
     )
     INSERT INTO ext_storage_audit
       (tenant_id, install_id, namespace, key, operation, revision, bytes_delta, actor, request_id, at)

@@ -41,11 +41,13 @@ import {
 import { normalizeId, type Caller } from './principal.js';
 import {
   deleteRecordRow,
+  isLostRace,
   lockInstall,
   selectRecordPage,
   selectRecords,
   selectTargets,
   upsertRecords,
+  writeOptimistic,
   type RowToWrite,
   type StoredRecord,
   type TargetState,
@@ -427,10 +429,11 @@ export class Storage {
   }
 
   /**
-   * The write path. Optimistic first: the state is read without a transaction and the one
-   * writing statement proves (on the install's write sequence) that nothing changed since, so an
-   * uncontended write costs two round trips. A lost race, expired records to sweep, or targets
-   * with a TTL fall back to the locked transaction, whose decisions are exact by construction.
+   * The write path. Optimistic first: the state is read without a transaction and one writing
+   * statement re-checks every decision on the latest rows (writeOptimistic), so an uncontended
+   * write costs two round trips and concurrent writers of one install never hold its lock across
+   * a round trip. A new namespace, expired records to sweep, or a lost race take the locked
+   * transaction, whose decisions are exact by construction.
    */
   private async writeItems(
     caller: Caller,
@@ -441,10 +444,14 @@ export class Storage {
   ): Promise<StoredRecord[]> {
     const keys = items.map((i) => i.key);
     const optimisticState = await selectWriteState(this.db, scope, namespace, keys);
-    if (optimisticState.seq !== null && !needsLockedWrite(optimisticState)) {
+    if (optimisticState.seq !== null && !needsLockedWrite(optimisticState, namespace)) {
       const plan = await this.planWrite(this.db, caller, scope, namespace, items, opts, optimisticState);
-      const records = await upsertRecords(this.db, { ...plan.context, expectSeq: optimisticState.seq }, plan.rows);
-      if (records) return this.afterWrite(scope, namespace, plan, records, 0);
+      const guard = { seq: optimisticState.seq, maxBytes: scope.quota.maxBytes, maxKeysPerNamespace: scope.quota.maxKeysPerNamespace };
+      try {
+        return this.afterWrite(scope, namespace, plan, await writeOptimistic(this.db, plan.context, plan.rows, guard), 0);
+      } catch (error) {
+        if (!isLostRace(error)) throw error;
+      }
     }
     // Metrics hooks fire after the commit: a refused write rolls its sweep back.
     let swept = 0;
@@ -459,7 +466,7 @@ export class Storage {
         }
       }
       const plan = await this.planWrite(trx, caller, scope, namespace, items, opts, state);
-      return { plan, records: (await upsertRecords(trx, plan.context, plan.rows))! };
+      return { plan, records: await upsertRecords(trx, plan.context, plan.rows) };
     });
     return this.afterWrite(scope, namespace, written.plan, written.records, swept);
   }
@@ -497,6 +504,7 @@ export class Storage {
         revision: (current?.revision ?? 0) + 1,
         ttlSeconds: item.ttlSeconds,
         bytesDelta: storedBytes - (current?.bytes ?? 0),
+        previous: current ? { revision: current.revision, bytes: current.bytes } : null,
       };
     });
 
@@ -634,11 +642,13 @@ interface WritePlan {
 }
 
 /**
- * Writes that must take the lock first: expired records are waiting to be swept, or a target has
- * a TTL (it could expire between an optimistic read and write, and must then restart at 1).
+ * Writes that take the lock first: expired records are waiting to be swept (the sweep needs the
+ * lock), or the namespace holds no live key yet (creating one is checked against the namespaces
+ * quota, which counts across namespace rows).
  */
-function needsLockedWrite(state: WriteState): boolean {
-  return state.namespaces.some((n) => n.expiredKeys > 0) || [...state.targets.values()].some((t) => t.hasTtl === true);
+function needsLockedWrite(state: WriteState, namespace: string): boolean {
+  if (state.namespaces.some((n) => n.expiredKeys > 0)) return true;
+  return !state.namespaces.some((n) => n.namespace === namespace && n.keyCount > 0);
 }
 
 function page<T>(items: T[], hasNextPage: boolean, cursorOf: (item: T) => string): Page<T> {

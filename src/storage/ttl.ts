@@ -15,7 +15,7 @@ export interface SweepOptions {
 
 /**
  * Deletes expired records of one install, gives their keys and bytes back to the namespace
- * counters and appends a `ttlExpire` audit event (actor "system") per record, in one statement.
+ * and install counters and appends a `ttlExpire` audit event (actor "system") per record, in one statement.
  * Returns how many records were removed.
  */
 export async function sweepExpired(db: Db, scope: Scope, opts: SweepOptions): Promise<number> {
@@ -45,6 +45,9 @@ export async function sweepExpired(db: Db, scope: Scope, opts: SweepOptions): Pr
       UPDATE ext_storage_namespaces n SET key_count = n.key_count - p.keys, bytes = n.bytes - p.bytes
         FROM per_namespace p
        WHERE n.tenant_id = ${t}::uuid AND n.install_id = ${i}::uuid AND n.namespace = p.namespace
+    ), install_counted AS (
+      UPDATE ext_storage_install_locks SET bytes = bytes - (SELECT coalesce(sum(bytes), 0)::bigint FROM deleted)
+       WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND EXISTS (SELECT 1 FROM deleted)
     ), audited AS (
       INSERT INTO ext_storage_audit
         (tenant_id, install_id, namespace, key, operation, revision, bytes_delta, actor, request_id, at)

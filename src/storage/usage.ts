@@ -73,7 +73,7 @@ export async function selectWriteState(db: Db, scope: Scope, namespace: string, 
   const i = scope.installId;
   const { rows } = await sql<{ kind: string; name: string | null; a: number | null; b: number | null; c: number | null; expired: boolean }>`
     SELECT 'target' AS kind, key AS name, revision::bigint AS a, (value_bytes + metadata_bytes)::bigint AS b,
-           (ttl_expires_at IS NOT NULL)::int::bigint AS c, (ttl_expires_at IS NOT NULL AND ttl_expires_at <= now()) AS expired
+           NULL::bigint AS c, (ttl_expires_at IS NOT NULL AND ttl_expires_at <= now()) AS expired
       FROM ext_storage_records
      WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND namespace = ${namespace} AND key = ANY(${textArray(keys)})
     UNION ALL
@@ -91,7 +91,7 @@ export async function selectWriteState(db: Db, scope: Scope, namespace: string, 
   for (const r of rows) {
     if (r.kind === 'lock') state.seq = Number(r.a);
     else if (r.kind === 'target') {
-      state.targets.set(r.name!, { revision: Number(r.a), bytes: Number(r.b), expired: r.expired, hasTtl: Number(r.c) === 1 });
+      state.targets.set(r.name!, { revision: Number(r.a), bytes: Number(r.b), expired: r.expired });
     }
     else if (r.kind === 'namespace') {
       state.namespaces.push(toNamespaceUsage({ namespace: r.name!, key_count: r.a!, bytes: r.b!, expired_keys: r.c! }));

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { checkSql, loadParser } from '../support/citus-guard.js';
+import { checkSql, FAN_OUT_MARK, loadParser } from '../support/citus-guard.js';
 
 beforeAll(async () => {
   await loadParser();
@@ -61,6 +61,15 @@ describe('the Citus guard refuses statements that would not stay on one shard', 
     expect(rules('CREATE UNIQUE INDEX x ON ext_storage_records (install_id, key)')).toEqual(['unique-key']);
     expect(rules(`INSERT INTO ext_storage_namespaces (tenant_id, install_id) VALUES ($1, $2)
                   ON CONFLICT (install_id, namespace) DO NOTHING`)).toEqual(['unique-key']);
+  });
+
+  it('waives only the tenant filter for a statement marked as a deliberate fan-out (a migration backfill)', () => {
+    const backfill = `UPDATE ext_storage_install_locks l SET bytes = s.bytes
+      FROM (SELECT tenant_id, install_id, sum(bytes) AS bytes FROM ext_storage_namespaces GROUP BY 1, 2) s
+     WHERE s.tenant_id = l.tenant_id AND s.install_id = l.install_id`;
+    expect(rules(backfill)).toContain('tenant-filter');
+    expect(rules(`${FAN_OUT_MARK} ${backfill}`)).toEqual([]);
+    expect(rules(`${FAN_OUT_MARK} UPDATE ext_storage_records SET tenant_id = $1 WHERE key = $2`)).toEqual(['tenant-update']);
   });
 
   it('leaves global (reference) tables alone', () => {

@@ -14,12 +14,10 @@ afterAll(async () => {
 
 /** Rows physically stored for an install (expired ones included), read straight from the database. */
 async function storedRows(installId: string): Promise<number> {
-  const row = await t.database.handle.db
-    .selectFrom('ext_storage_records')
-    .select(sql<number>`count(*)::int`.as('n'))
-    .where('install_id', '=', installId)
-    .executeTakeFirstOrThrow();
-  return Number(row.n);
+  const { rows } = await sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM ext_storage_records
+     WHERE tenant_id = ${t.tenantId}::uuid AND install_id = ${installId}::uuid`.execute(t.database.handle.db);
+  return Number(rows[0]!.n);
 }
 
 /** The sum of stored sizes of every live record of a namespace, computed from what reads return. */

@@ -23,12 +23,37 @@ describe('migrations: up, down, up again keep the data the down migration promis
     const storage = new Storage(db, loadConfig({ NODE_ENV: 'test' }));
     await storage.upsertInstall(caller, { id: installId, extensionId: 'x', enabled: true, canRead: true, canWrite: true });
     await storage.putRecord(caller, { installId, namespace: 'ns', key: 'a', value: 1 });
+    expect(await migrateDown(db)).toEqual(['Down 004_install_bytes']);
     expect(await migrateDown(db)).toEqual(['Down 003_install_write_sequence']);
     const { rows } = await sql<{ n: number }>`
       SELECT count(*)::int AS n FROM ext_storage_install_locks WHERE tenant_id = ${tenantId}::uuid`.execute(db);
     expect(rows[0]!.n).toBe(1);
-    expect(await migrateToLatest(db)).toEqual(['Up 003_install_write_sequence']);
+    expect(await migrateToLatest(db)).toEqual(['Up 003_install_write_sequence', 'Up 004_install_bytes']);
     expect((await storage.putRecord(caller, { installId, namespace: 'ns', key: 'a', value: 2, ifRevision: 1 })).revision).toBe(2);
+  });
+
+  it('the install-bytes column is backfilled from the namespace counters, and writes keep it equal to them', async () => {
+    const t = await openTestDatabase();
+    opened.push(t);
+    const db = t.handle.db;
+    const storage = new Storage(db, loadConfig({ NODE_ENV: 'test' }));
+    await storage.upsertInstall(caller, { id: installId, extensionId: 'x', enabled: true, canRead: true, canWrite: true });
+    await storage.putRecord(caller, { installId, namespace: 'one', key: 'a', value: 'x'.repeat(100) });
+    await storage.putRecord(caller, { installId, namespace: 'two', key: 'b', value: 'y'.repeat(50), metadata: { m: 1 } });
+    const installBytes = async () => {
+      const { rows } = await sql<{ install: number; namespaces: number }>`
+        SELECT l.bytes::int AS install, (SELECT sum(n.bytes)::int FROM ext_storage_namespaces n
+                                          WHERE n.tenant_id = ${tenantId}::uuid AND n.install_id = l.install_id) AS namespaces
+          FROM ext_storage_install_locks l WHERE l.tenant_id = ${tenantId}::uuid AND l.install_id = ${installId}::uuid`.execute(db);
+      return rows[0]!;
+    };
+    const expected = 102 + 2 + 52 + JSON.stringify({ m: 1 }).length;
+    expect(await installBytes()).toEqual({ install: expected, namespaces: expected });
+    expect(await migrateDown(db)).toEqual(['Down 004_install_bytes']);
+    // Written while the column is gone: the backfill must count it.
+    await sql`UPDATE ext_storage_namespaces SET bytes = bytes + 5 WHERE tenant_id = ${tenantId}::uuid AND namespace = 'one'`.execute(db);
+    expect(await migrateToLatest(db)).toEqual(['Up 004_install_bytes']);
+    expect(await installBytes()).toEqual({ install: expected + 5, namespaces: expected + 5 });
   });
 
   const opened: Array<{ dispose(): Promise<void> }> = [];
@@ -45,6 +70,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
     await storage.putRecord(caller, { installId, namespace: 'ns', key: 'kept', value: { n: 1 } });
     expect(await migrationsApplied(db)).toBe(true);
 
+    expect(await migrateDown(db)).toEqual(['Down 004_install_bytes']);
     expect(await migrateDown(db)).toEqual(['Down 003_install_write_sequence']);
     expect(await migrateDown(db)).toEqual(['Down 002_schemas_and_audit']);
     expect(await tableExists(db, 'ext_storage_audit')).toBe(false);
@@ -54,7 +80,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
       SELECT key, revision FROM ext_storage_records WHERE tenant_id = ${tenantId}::uuid`.execute(db);
     expect(rows).toEqual([{ key: 'kept', revision: 1 }]);
 
-    expect(await migrateToLatest(db)).toEqual(['Up 002_schemas_and_audit', 'Up 003_install_write_sequence']);
+    expect(await migrateToLatest(db)).toEqual(['Up 002_schemas_and_audit', 'Up 003_install_write_sequence', 'Up 004_install_bytes']);
     const again = new Storage(db, loadConfig({ NODE_ENV: 'test' }));
     const scope = await again.resolveInstall(caller, installId, 'read');
     expect((await again.readRecords(scope, 'ns', ['kept'])).get('kept')?.value).toEqual({ n: 1 });
@@ -70,10 +96,11 @@ describe('migrations: up, down, up again keep the data the down migration promis
     await migrateDown(db);
     await migrateDown(db);
     await migrateDown(db);
+    await migrateDown(db);
     for (const table of ['ext_storage_records', 'ext_storage_installs', 'ext_storage_namespaces', 'ext_storage_install_locks']) {
       expect(await tableExists(db, table)).toBe(false);
     }
-    expect(await migrateToLatest(db)).toEqual(['Up 001_storage_tables', 'Up 002_schemas_and_audit', 'Up 003_install_write_sequence']);
+    expect(await migrateToLatest(db)).toEqual(['Up 001_storage_tables', 'Up 002_schemas_and_audit', 'Up 003_install_write_sequence', 'Up 004_install_bytes']);
     expect(await migrationsApplied(db)).toBe(true);
   });
 });
@@ -85,7 +112,7 @@ describe.skipIf(backend !== 'postgres')('two instances starting at once', () => 
     const handles = await Promise.all([openDatabase(cfg), openDatabase(cfg), openDatabase(cfg)]);
     try {
       const results = await Promise.all(handles.map((h) => migrateToLatest(h.db)));
-      expect(results.flat().sort()).toEqual(['Up 001_storage_tables', 'Up 002_schemas_and_audit', 'Up 003_install_write_sequence']);
+      expect(results.flat().sort()).toEqual(['Up 001_storage_tables', 'Up 002_schemas_and_audit', 'Up 003_install_write_sequence', 'Up 004_install_bytes']);
       for (const h of handles) expect(await migrationsApplied(h.db)).toBe(true);
     } finally {
       for (const h of handles) await h.close();
