@@ -162,8 +162,6 @@ export interface RowToWrite {
   ttlSeconds: number | null;
   /** Stored bytes this row adds (negative when it shrinks). */
   bytesDelta: number;
-  /** The live record the decision was made on (null: none), which an optimistic write must still find. */
-  previous: { revision: number; bytes: number } | null;
 }
 
 export interface WriteContext extends Scope {
@@ -188,18 +186,16 @@ function rowsJson(rows: readonly RowToWrite[]): string {
       revision: r.revision,
       ttl_seconds: r.ttlSeconds,
       bytes_delta: r.bytesDelta,
-      prev_revision: r.previous?.revision ?? 0,
-      prev_bytes: r.previous?.bytes ?? 0,
     })),
   );
 }
 
 const INPUT_COLUMNS = sql`x(key text, value jsonb, metadata jsonb, value_bytes int, metadata_bytes int, revision int,
-        ttl_seconds int, bytes_delta bigint, prev_revision int, prev_bytes bigint)`;
+        ttl_seconds int, bytes_delta bigint)`;
 
 const TTL_OF_INPUT = sql`CASE WHEN input.ttl_seconds IS NULL THEN NULL ELSE now() + make_interval(secs => input.ttl_seconds) END`;
 
-function inOrder(rows: readonly RowToWrite[], written: readonly RecordRow[]): StoredRecord[] {
+function inOrder(rows: ReadonlyArray<{ key: string }>, written: readonly RecordRow[]): StoredRecord[] {
   const byKey = new Map(written.map((r) => [r.key, toRecord(r)]));
   return rows.map((r) => {
     const record = byKey.get(r.key);
@@ -254,15 +250,40 @@ export async function upsertRecords(db: Db, ctx: WriteContext, rows: readonly Ro
   return inOrder(rows, written);
 }
 
-/** What an optimistic write was decided on, beyond its rows: checked again in its one statement. */
-export interface OptimisticGuard {
-  /** The install's lock-row sequence at the read: no locked transaction may have run since. */
-  seq: number;
+/** One item of a one-statement write: what the caller sent, sized and checked. */
+export interface FastItem {
+  key: string;
+  value?: unknown;
+  metadata: Record<string, unknown>;
+  valueBytes: number;
+  metadataBytes: number;
+  ttlSeconds: number | null;
+  ifRevision: number | null;
+}
+
+export interface FastWriteContext extends Scope {
+  namespace: string;
+  operation: 'putRecord' | 'bulkPutRecords';
+  actor: string;
+  requestId: string | null;
+  /** The schema version the values were validated against (stored on the records), or null. */
+  schemaVersion: number | null;
+  /** The namespace's active schema version must still be this (undefined: a pinned version, no check). */
+  activeSchemaVersion?: number | null;
   maxBytes: number;
   maxKeysPerNamespace: number;
 }
 
-/** The text PostgreSQL reports when an optimistic write finds the state changed (SQLSTATE 22P02). */
+export interface FastWriteResult {
+  records: StoredRecord[];
+  /** Stored bytes of the install and live keys of the namespace after the write, and what it added. */
+  installBytes: number;
+  namespaceKeys: number;
+  bytesDelta: number;
+  keysDelta: number;
+}
+
+/** The text PostgreSQL reports when a one-statement write lost a race after moving counters (SQLSTATE 22P02). */
 export const LOST_RACE = 'optimistic write lost its race';
 
 export function isLostRace(error: unknown): boolean {
@@ -270,76 +291,132 @@ export function isLostRace(error: unknown): boolean {
   return e?.code === '22P02' && typeof e.message === 'string' && e.message.includes(LOST_RACE);
 }
 
+type FastRow = RecordRow & { ok: number; install_bytes: number | null; namespace_keys: number | null; bytes_delta: number | null; keys_delta: number | null };
+
 /**
- * The optimistic write: one statement, no transaction, no lock held across round trips. Each
- * decision made on the unlocked read is re-checked on the latest row versions (UPDATE re-evaluates
- * its WHERE after waiting for a row lock), in lock order install row → namespace row → records:
- * - the install row: no locked transaction since the read (seq), bytes quota (growth only);
- * - the namespace row: it still holds live keys (no new namespace here), keys quota;
- * - each record: still absent (INSERT … ON CONFLICT DO NOTHING), or still live at the revision
- *   and size read (UPDATE … WHERE revision = prev AND bytes = prev).
- * Counters move by the deltas computed from the read, which the record checks prove still hold.
- * If any check fails, the final SELECT casts a message to int, which aborts the whole statement
- * (nothing written, no counter moved, no audit event) with SQLSTATE 22P02 and LOST_RACE in the
- * text; the caller then takes the locked path, which decides exactly.
+ * The common write in one statement, no transaction, no lock held across a round trip. It reads
+ * the targets from its own snapshot and decides revisions there; it writes only when the easy
+ * case holds: every ifRevision matches, no target is expired, the install has no expired record
+ * to sweep, the namespace already holds live keys, no locked transaction ran since the snapshot
+ * (the install's seq: sweeps, deletes, schema changes bump it) and the active schema version is
+ * the one the values were validated against. Otherwise it writes nothing and returns null, and
+ * the caller decides under the install lock (exact errors, sweeps, new namespaces).
+ *
+ * Then each decision is re-checked on the latest rows, in lock order install row → namespace row
+ * → records (UPDATE re-evaluates its WHERE after waiting for a row lock; design/citus.md rule 7):
+ * the install's seq and bytes quota, the namespace's keys quota, and each record still absent
+ * (INSERT … ON CONFLICT DO NOTHING) or still live at the revision and size read. Counters move by
+ * deltas the record checks prove. If a record check fails after the counters moved, the final
+ * SELECT casts a message to int, aborting the whole statement (nothing written, no counter moved,
+ * no audit event) with SQLSTATE 22P02 and LOST_RACE in the text; the caller takes the lock.
  */
-export async function writeOptimistic(db: Db, ctx: WriteContext, rows: readonly RowToWrite[], guard: OptimisticGuard): Promise<StoredRecord[]> {
+export async function writeInOneStatement(db: Db, ctx: FastWriteContext, items: readonly FastItem[]): Promise<FastWriteResult | null> {
   const t = ctx.tenantId;
   const i = ctx.installId;
-  const { rows: written } = await sql<RecordRow>`
-    WITH install_row AS (
-      UPDATE ext_storage_install_locks SET bytes = bytes + ${ctx.bytesDelta}::bigint
-       WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND seq = ${guard.seq}::bigint
-         AND (${ctx.bytesDelta}::bigint <= 0 OR bytes + ${ctx.bytesDelta}::bigint <= ${guard.maxBytes}::bigint)
-      RETURNING 1 AS ok
+  const ns = ctx.namespace;
+  const input = JSON.stringify(
+    items.map((r) => ({
+      key: r.key,
+      value: r.value,
+      metadata: r.metadata,
+      value_bytes: r.valueBytes,
+      metadata_bytes: r.metadataBytes,
+      ttl_seconds: r.ttlSeconds,
+      if_revision: r.ifRevision,
+    })),
+  );
+  const schemaCheck =
+    ctx.activeSchemaVersion === undefined
+      ? sql``
+      : sql`AND (SELECT max(version) FROM ext_storage_schemas
+                  WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND namespace = ${ns}) IS NOT DISTINCT FROM ${ctx.activeSchemaVersion}::int`;
+  const { rows } = await sql<FastRow>`
+    WITH input AS (
+      SELECT x.* FROM jsonb_to_recordset(${input}::jsonb)
+        AS x(key text, value jsonb, metadata jsonb, value_bytes int, metadata_bytes int, ttl_seconds int, if_revision int)
+    ), prev AS (
+      SELECT key, revision, (value_bytes + metadata_bytes)::bigint AS bytes, (ttl_expires_at IS NOT NULL AND ttl_expires_at <= now()) AS expired
+        FROM ext_storage_records
+       WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND namespace = ${ns}
+         AND key = ANY(${textArray(items.map((r) => r.key))})
+    ), plan AS (
+      SELECT input.*, prev.revision AS prev_revision, prev.bytes AS prev_bytes, coalesce(prev.revision, 0) + 1 AS revision,
+             (input.value_bytes + input.metadata_bytes - coalesce(prev.bytes, 0))::bigint AS bytes_delta,
+             (input.if_revision IS NULL OR input.if_revision = coalesce(prev.revision, 0)) AND NOT coalesce(prev.expired, false) AS ok
+        FROM input LEFT JOIN prev ON prev.key = input.key
+    ), totals AS (
+      SELECT coalesce(sum(bytes_delta), 0)::bigint AS bytes_delta, (count(*) FILTER (WHERE prev_revision IS NULL))::int AS keys_delta,
+             coalesce(bool_and(ok), false) AS ok
+        FROM plan
+    ), install_row AS (
+      UPDATE ext_storage_install_locks l SET bytes = l.bytes + totals.bytes_delta
+        FROM totals
+       WHERE l.tenant_id = ${t}::uuid AND l.install_id = ${i}::uuid AND totals.ok
+         AND l.seq = (SELECT seq FROM ext_storage_install_locks WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid)
+         AND (totals.bytes_delta <= 0 OR l.bytes + totals.bytes_delta <= ${ctx.maxBytes}::bigint)
+         AND NOT EXISTS (SELECT 1 FROM ext_storage_records
+                          WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND ttl_expires_at <= now())
+         AND EXISTS (SELECT 1 FROM ext_storage_namespaces
+                      WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND namespace = ${ns} AND key_count > 0)
+         ${schemaCheck}
+      RETURNING l.bytes, totals.bytes_delta, totals.keys_delta
     ), namespace_row AS (
-      UPDATE ext_storage_namespaces SET key_count = key_count + ${ctx.keysDelta}::int, bytes = bytes + ${ctx.bytesDelta}::bigint
-       WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND namespace = ${ctx.namespace} AND key_count > 0
-         AND (${ctx.keysDelta}::int = 0 OR key_count + ${ctx.keysDelta}::int <= ${guard.maxKeysPerNamespace}::int)
-         AND EXISTS (SELECT 1 FROM install_row)
-      RETURNING 1 AS ok
-    ), input AS (
-      SELECT x.* FROM jsonb_to_recordset(${rowsJson(rows)}::jsonb) AS ${INPUT_COLUMNS}
-       WHERE EXISTS (SELECT 1 FROM namespace_row)
+      UPDATE ext_storage_namespaces n SET key_count = n.key_count + d.keys_delta, bytes = n.bytes + d.bytes_delta
+        FROM install_row d
+       WHERE n.tenant_id = ${t}::uuid AND n.install_id = ${i}::uuid AND n.namespace = ${ns} AND n.key_count > 0
+         AND (d.keys_delta = 0 OR n.key_count + d.keys_delta <= ${ctx.maxKeysPerNamespace}::int)
+      RETURNING n.key_count
+    ), go AS (
+      SELECT plan.* FROM plan WHERE EXISTS (SELECT 1 FROM namespace_row)
     ), inserted AS (
       INSERT INTO ext_storage_records AS r
         (tenant_id, install_id, namespace, key, value, metadata, value_bytes, metadata_bytes, revision,
          schema_version, ttl_expires_at, created_at, updated_at)
-      SELECT ${t}::uuid, ${i}::uuid, ${ctx.namespace}, input.key, input.value, input.metadata, input.value_bytes,
-             input.metadata_bytes, input.revision, ${ctx.schemaVersion}::int, ${TTL_OF_INPUT}, now(), now()
-        FROM input WHERE input.prev_revision = 0
+      SELECT ${t}::uuid, ${i}::uuid, ${ns}, go.key, go.value, go.metadata, go.value_bytes, go.metadata_bytes, go.revision,
+             ${ctx.schemaVersion}::int, CASE WHEN go.ttl_seconds IS NULL THEN NULL ELSE now() + make_interval(secs => go.ttl_seconds) END,
+             now(), now()
+        FROM go WHERE go.prev_revision IS NULL
       ON CONFLICT (tenant_id, install_id, namespace, key) DO NOTHING
-      RETURNING r.namespace, r.key, r.value, r.metadata, r.revision, r.schema_version, r.ttl_expires_at,
-                r.created_at, r.updated_at
+      RETURNING r.namespace, r.key, r.value, r.metadata, r.revision, r.schema_version, r.ttl_expires_at, r.created_at, r.updated_at
     ), updated AS (
       UPDATE ext_storage_records r SET
-        value = input.value, metadata = input.metadata, value_bytes = input.value_bytes,
-        metadata_bytes = input.metadata_bytes, revision = input.revision, schema_version = ${ctx.schemaVersion}::int,
-        ttl_expires_at = ${TTL_OF_INPUT}, updated_at = now()
-        FROM input
-       WHERE r.tenant_id = ${t}::uuid AND r.install_id = ${i}::uuid AND r.namespace = ${ctx.namespace}
-         AND r.key = input.key AND input.prev_revision > 0 AND r.revision = input.prev_revision
-         AND r.value_bytes + r.metadata_bytes = input.prev_bytes
-         AND (r.ttl_expires_at IS NULL OR r.ttl_expires_at > now())
-      RETURNING r.namespace, r.key, r.value, r.metadata, r.revision, r.schema_version, r.ttl_expires_at,
-                r.created_at, r.updated_at
+        value = go.value, metadata = go.metadata, value_bytes = go.value_bytes, metadata_bytes = go.metadata_bytes,
+        revision = go.revision, schema_version = ${ctx.schemaVersion}::int,
+        ttl_expires_at = CASE WHEN go.ttl_seconds IS NULL THEN NULL ELSE now() + make_interval(secs => go.ttl_seconds) END,
+        updated_at = now()
+        FROM go
+       WHERE r.tenant_id = ${t}::uuid AND r.install_id = ${i}::uuid AND r.namespace = ${ns} AND r.key = go.key
+         AND go.prev_revision IS NOT NULL AND r.revision = go.prev_revision
+         AND r.value_bytes + r.metadata_bytes = go.prev_bytes AND (r.ttl_expires_at IS NULL OR r.ttl_expires_at > now())
+      RETURNING r.namespace, r.key, r.value, r.metadata, r.revision, r.schema_version, r.ttl_expires_at, r.created_at, r.updated_at
     ), written AS (
       SELECT * FROM inserted UNION ALL SELECT * FROM updated
     ), audited AS (
       INSERT INTO ext_storage_audit
         (tenant_id, install_id, namespace, key, operation, revision, bytes_delta, actor, request_id, at)
-      SELECT ${t}::uuid, ${i}::uuid, ${ctx.namespace}, input.key, ${ctx.operation}, input.revision, input.bytes_delta,
-             ${ctx.actor}, ${ctx.requestId}, now()
-        FROM input JOIN written ON written.key = input.key
+      SELECT ${t}::uuid, ${i}::uuid, ${ns}, go.key, ${ctx.operation}, go.revision, go.bytes_delta, ${ctx.actor}, ${ctx.requestId}, now()
+        FROM go JOIN written ON written.key = go.key
     ), checked AS (
-      SELECT CAST(CASE WHEN count(*) = ${rows.length}::int THEN '1'
-                       ELSE count(*)::text || ' of ${sql.raw(String(rows.length))} rows: ${sql.raw(LOST_RACE)}' END AS int) AS ok
+      SELECT CAST(CASE WHEN NOT EXISTS (SELECT 1 FROM install_row) THEN '0'
+                       WHEN count(*) = ${items.length}::int THEN '1'
+                       ELSE count(*)::text || ' of ${sql.raw(String(items.length))} rows: ${sql.raw(LOST_RACE)}' END AS int) AS ok
         FROM written
     )
-    SELECT written.*, checked.ok FROM checked LEFT JOIN written ON true`.execute(db);
+    SELECT written.*, checked.ok,
+           (SELECT bytes FROM install_row) AS install_bytes, (SELECT bytes_delta FROM install_row) AS bytes_delta,
+           (SELECT keys_delta FROM install_row) AS keys_delta, (SELECT key_count FROM namespace_row) AS namespace_keys
+      FROM checked LEFT JOIN written ON true`.execute(db);
   // `checked.ok` is selected and `checked` is the preserved side of the join, so PostgreSQL
   // evaluates the check even when nothing was written (an unused output would be optimised away).
-  return inOrder(rows, written.filter((r) => r.key !== null));
+  const first = rows[0];
+  if (!first || Number(first.ok) !== 1) return null;
+  return {
+    records: inOrder(items, rows),
+    installBytes: Number(first.install_bytes),
+    namespaceKeys: Number(first.namespace_keys),
+    bytesDelta: Number(first.bytes_delta),
+    keysDelta: Number(first.keys_delta),
+  };
 }
 
 export interface DeleteContext extends Scope {

@@ -47,7 +47,7 @@ import {
   selectRecords,
   selectTargets,
   upsertRecords,
-  writeOptimistic,
+  writeInOneStatement,
   type RowToWrite,
   type StoredRecord,
   type TargetState,
@@ -146,6 +146,8 @@ function checkTtlType(ttlSeconds: unknown): number | null {
 
 export class Storage {
   readonly validators = new ValidatorCache();
+  /** Active schema version per install/namespace as last seen here; the one-statement write proves it. */
+  private readonly activeSchemas = new Map<string, number | null>();
   private readonly installCache = new Map<string, { install: Install | undefined; expires: number }>();
 
   constructor(
@@ -429,11 +431,11 @@ export class Storage {
   }
 
   /**
-   * The write path. Optimistic first: the state is read without a transaction and one writing
-   * statement re-checks every decision on the latest rows (writeOptimistic), so an uncontended
-   * write costs two round trips and concurrent writers of one install never hold its lock across
-   * a round trip. A new namespace, expired records to sweep, or a lost race take the locked
-   * transaction, whose decisions are exact by construction.
+   * The write path. The common case is one statement with no transaction (writeInOneStatement),
+   * which re-checks every decision on the latest rows, so concurrent writers of one install never
+   * hold its lock across a round trip. Anything else (a revision or quota refusal, a schema
+   * failure, a new namespace, expired records to sweep, a lost race) is decided in the locked
+   * transaction, which is exact by construction and reports the first error in contract order.
    */
   private async writeItems(
     caller: Caller,
@@ -442,17 +444,9 @@ export class Storage {
     items: PreparedItem[],
     opts: WriteOptions,
   ): Promise<StoredRecord[]> {
+    const fast = await this.writeFast(caller, scope, namespace, items, opts);
+    if (fast) return fast;
     const keys = items.map((i) => i.key);
-    const optimisticState = await selectWriteState(this.db, scope, namespace, keys);
-    if (optimisticState.seq !== null && !needsLockedWrite(optimisticState, namespace)) {
-      const plan = await this.planWrite(this.db, caller, scope, namespace, items, opts, optimisticState);
-      const guard = { seq: optimisticState.seq, maxBytes: scope.quota.maxBytes, maxKeysPerNamespace: scope.quota.maxKeysPerNamespace };
-      try {
-        return this.afterWrite(scope, namespace, plan, await writeOptimistic(this.db, plan.context, plan.rows, guard), 0);
-      } catch (error) {
-        if (!isLostRace(error)) throw error;
-      }
-    }
     // Metrics hooks fire after the commit: a refused write rolls its sweep back.
     let swept = 0;
     const written = await this.db.transaction().execute(async (trx) => {
@@ -465,10 +459,82 @@ export class Storage {
           state = await selectWriteState(trx, scope, namespace, keys);
         }
       }
+      this.rememberActiveSchema(scope.installId, namespace, state.activeSchemaVersion);
       const plan = await this.planWrite(trx, caller, scope, namespace, items, opts, state);
       return { plan, records: await upsertRecords(trx, plan.context, plan.rows) };
     });
-    return this.afterWrite(scope, namespace, written.plan, written.records, swept);
+    if (swept > 0) this.hooks.onTtlDeleted?.(swept);
+    const { plan } = written;
+    const before = totalUsage(plan.stats);
+    const nsKeys = plan.stats.find((n) => n.namespace === namespace)?.keyCount ?? 0;
+    this.notePressure(scope.quota, {
+      namespaces: [before.namespaces, before.namespaces + (nsKeys === 0 && plan.context.keysDelta > 0 ? 1 : 0)],
+      keysPerNamespace: [nsKeys, nsKeys + plan.context.keysDelta],
+      bytes: [before.bytes, before.bytes + plan.context.bytesDelta],
+    });
+    this.hooks.onBytesWritten?.(plan.rows.reduce((sum, r) => sum + r.valueBytes + r.metadataBytes, 0));
+    return written.records;
+  }
+
+  /**
+   * The one-statement write, or null when it does not apply or lost a race (nothing was written).
+   * Values are validated against this process's idea of the active schema version; the statement
+   * proves that version is still active. A value that fails validation goes to the locked path,
+   * which reports it against the version it reads itself.
+   */
+  private async writeFast(caller: Caller, scope: InstallScope, namespace: string, items: PreparedItem[], opts: WriteOptions): Promise<StoredRecord[] | null> {
+    const schemaScope = { ...scope, namespace };
+    const pinned = opts.pinnedSchemaVersion;
+    const active = pinned === null ? await this.cachedActiveSchema(schemaScope) : undefined;
+    const version = pinned ?? active ?? null;
+    if (version !== null) {
+      const validate = await this.validators.get(this.db, schemaScope, version);
+      if (!validate || !items.every((item) => validate(item.value))) return null;
+    }
+    let result;
+    try {
+      result = await writeInOneStatement(
+        this.db,
+        {
+          ...scope,
+          namespace,
+          operation: opts.operation,
+          actor: caller.principal.actor,
+          requestId: caller.requestId,
+          schemaVersion: version,
+          activeSchemaVersion: active,
+          maxBytes: scope.quota.maxBytes,
+          maxKeysPerNamespace: scope.quota.maxKeysPerNamespace,
+        },
+        items,
+      );
+    } catch (error) {
+      if (isLostRace(error)) return null;
+      throw error;
+    }
+    if (!result) return null;
+    const { installBytes, namespaceKeys, bytesDelta, keysDelta } = result;
+    this.notePressure(scope.quota, {
+      keysPerNamespace: [namespaceKeys - keysDelta, namespaceKeys],
+      bytes: [installBytes - bytesDelta, installBytes],
+    });
+    this.hooks.onBytesWritten?.(items.reduce((sum, i) => sum + i.valueBytes + i.metadataBytes, 0));
+    return result.records;
+  }
+
+  /** The namespace's active schema version as this process last saw it (read once when unknown). */
+  private async cachedActiveSchema(scope: InstallScope & { namespace: string }): Promise<number | null> {
+    const key = `${scope.installId}/${scope.namespace}`;
+    const hit = this.activeSchemas.get(key);
+    if (hit !== undefined) return hit;
+    const version = await activeSchemaVersion(this.db, scope);
+    this.rememberActiveSchema(scope.installId, scope.namespace, version);
+    return version;
+  }
+
+  private rememberActiveSchema(installId: string, namespace: string, version: number | null): void {
+    if (this.activeSchemas.size >= 10_000) this.activeSchemas.clear();
+    this.activeSchemas.set(`${installId}/${namespace}`, version);
   }
 
   /** Revisions, schema and quotas decided on one consistent state; throws the first refusal. */
@@ -504,7 +570,6 @@ export class Storage {
         revision: (current?.revision ?? 0) + 1,
         ttlSeconds: item.ttlSeconds,
         bytesDelta: storedBytes - (current?.bytes ?? 0),
-        previous: current ? { revision: current.revision, bytes: current.bytes } : null,
       };
     });
 
@@ -544,28 +609,15 @@ export class Storage {
     };
   }
 
-  private afterWrite(scope: InstallScope, namespace: string, plan: WritePlan, records: StoredRecord[], swept: number): StoredRecord[] {
-    if (swept > 0) this.hooks.onTtlDeleted?.(swept);
-    this.notePressure(scope.quota, plan.stats, namespace, plan.context.keysDelta, plan.context.bytesDelta);
-    this.hooks.onBytesWritten?.(plan.rows.reduce((sum, r) => sum + r.valueBytes + r.metadataBytes, 0));
-    return records;
-  }
-
-  private notePressure(quota: QuotaSettings, stats: NamespaceUsage[], namespace: string, keysDelta: number, bytesDelta: number): void {
+  /** Fires the quota-pressure hook for each quota a write pushed past 80 % or 95 % ([before, after] per quota). */
+  private notePressure(quota: QuotaSettings, moves: Partial<Record<QuotaName, [number, number]>>): void {
     const hook = this.hooks.onQuotaPressure;
     if (!hook) return;
-    const before = totalUsage(stats);
-    const ns = stats.find((n) => n.namespace === namespace);
-    const nsKeys = ns?.keyCount ?? 0;
-    const namespacesAfter = before.namespaces + (nsKeys === 0 && keysDelta > 0 ? 1 : 0);
-    const checks: Array<[QuotaName, number, number, number]> = [
-      ['namespaces', before.namespaces, namespacesAfter, quota.maxNamespaces],
-      ['keysPerNamespace', nsKeys, nsKeys + keysDelta, quota.maxKeysPerNamespace],
-      ['bytes', before.bytes, before.bytes + bytesDelta, quota.maxBytes],
-    ];
-    for (const [name, was, now, allowed] of checks) {
+    const allowed: Record<QuotaName, number> = { namespaces: quota.maxNamespaces, keysPerNamespace: quota.maxKeysPerNamespace, bytes: quota.maxBytes };
+    for (const [name, [was, now]] of Object.entries(moves) as Array<[QuotaName, [number, number]]>) {
+      const max = allowed[name];
       for (const threshold of PRESSURE_THRESHOLDS) {
-        if (allowed > 0 && was < threshold * allowed && now >= threshold * allowed) hook(name, threshold);
+        if (max > 0 && was < threshold * max && now >= threshold * max) hook(name, threshold);
       }
     }
   }
@@ -624,6 +676,7 @@ export class Storage {
         return { version: row.version, schema: row.schema, createdAt: row.created_at };
       });
       this.validators.remember(schemaScope, stored.version, validate);
+      this.rememberActiveSchema(scope.installId, input.namespace, stored.version);
       return stored;
     });
   }
@@ -639,16 +692,6 @@ interface WritePlan {
   rows: RowToWrite[];
   stats: NamespaceUsage[];
   context: WriteContext;
-}
-
-/**
- * Writes that take the lock first: expired records are waiting to be swept (the sweep needs the
- * lock), or the namespace holds no live key yet (creating one is checked against the namespaces
- * quota, which counts across namespace rows).
- */
-function needsLockedWrite(state: WriteState, namespace: string): boolean {
-  if (state.namespaces.some((n) => n.expiredKeys > 0)) return true;
-  return !state.namespaces.some((n) => n.namespace === namespace && n.keyCount > 0);
 }
 
 function page<T>(items: T[], hasNextPage: boolean, cursorOf: (item: T) => string): Page<T> {
