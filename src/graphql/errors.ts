@@ -17,6 +17,11 @@ export function storageErrorExtensions(error: StorageError): Record<string, unkn
   return { code: error.code };
 }
 
+/** Where an error points: its nodes, or source and positions (jit's errors carry no nodes: src/graphql/jit.ts). */
+function where(error: GraphQLError | null) {
+  return { nodes: error?.nodes, source: error?.source, positions: error?.positions, path: error?.path };
+}
+
 /**
  * Yoga's maskError: storage errors keep their code and message; GraphQL's own errors (parse,
  * validation, coercion, limits) pass unchanged; anything else becomes INTERNAL with no details.
@@ -26,14 +31,13 @@ export function maskError(error: unknown, onUnexpected: (error: unknown) => void
   const original = gqlError ? gqlError.originalError : error;
   if (original instanceof StorageError) {
     return new GraphQLError(original.message, {
-      nodes: gqlError?.nodes,
-      path: gqlError?.path,
+      ...where(gqlError),
       extensions: storageErrorExtensions(original),
     });
   }
   if (gqlError && (!original || original instanceof GraphQLError)) return gqlError;
   onUnexpected(original ?? error);
-  return new GraphQLError('Unexpected error.', { nodes: gqlError?.nodes, path: gqlError?.path, extensions: { code: 'INTERNAL' } });
+  return new GraphQLError('Unexpected error.', { ...where(gqlError), extensions: { code: 'INTERNAL' } });
 }
 
 /**

@@ -12,6 +12,7 @@ import type { DatabaseHandle } from '../db/database.js';
 import { migrationsApplied } from '../db/migrate.js';
 import { createGraphQLContext, type GraphQLContext } from '../graphql/context.js';
 import { maskError, requestErrorsAnswer400 } from '../graphql/errors.js';
+import { useJitQueries } from '../graphql/jit.js';
 import { schema } from '../graphql/schema.js';
 import type { Logger } from '../logger.js';
 import { mapDatabaseError, RateLimitedError, StorageError, UnavailableError } from '../storage/errors.js';
@@ -19,6 +20,7 @@ import type { Caller, Principal } from '../storage/principal.js';
 import { Storage } from '../storage/storage.js';
 import { BodyTooLargeError, isUtf8Body, readBody } from './body.js';
 import { graphiqlOptions, type GraphiQLDemo } from './graphiql.js';
+import { answerOf, createFastPath, fastPathParams } from './graphql-fast-path.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
 import { sendGraphQLError, sendJson } from './respond.js';
@@ -80,6 +82,15 @@ const REPORT_ARMOR_REJECTION = {
   onReject: [(ctx: ValidationContext | null, error: GraphQLError) => ctx?.reportError(error)],
 };
 
+/** The request as a fetch Request, for yoga.fetch (everything the fast path leaves to Yoga). */
+function toFetchRequest(req: IncomingMessage, url: string, body: Buffer | undefined): Request {
+  const headers = new Headers();
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
+  }
+  return new Request(url, { method: req.method, headers, body: body && body.length > 0 ? (body as unknown as BodyInit) : undefined });
+}
+
 export function createApp(opts: AppOptions): App {
   const { config, database, logger } = opts;
   const metrics = createMetrics(database.poolStats, { installLabels: config.metricsInstallLabels });
@@ -133,8 +144,10 @@ export function createApp(opts: AppOptions): App {
       }),
       observeOperation,
       requestErrorsAnswer400,
+      useJitQueries(),
     ],
   });
+  const fastPath = createFastPath(yoga);
 
   function corsHeaders(req: IncomingMessage): Record<string, string> | null {
     const origin = req.headers.origin;
@@ -218,25 +231,21 @@ export function createApp(opts: AppOptions): App {
       sendGraphQLError(res, 400, 'BAD_REQUEST', 'the request body is not valid UTF-8', cors);
       return;
     }
-    const headers = new Headers();
-    for (const [k, v] of Object.entries(req.headers)) {
-      if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
-    }
-    const request = new Request(url, { method: req.method, headers, body: body && body.length > 0 ? (body as unknown as BodyInit) : undefined });
-    const response = await yoga.fetch(request, {
+    const serverContext: ServerContext = {
       caller: caller ?? { principal: { kind: 'admin', tenantId: '', actor: '' }, requestId },
       log,
-    });
+    };
+    const params = fastPathParams(req.method, req.url, req.headers, body);
+    const answer = params ? await fastPath(params, url, req.headers, serverContext) : await answerOf(await yoga.fetch(toFetchRequest(req, url, body), serverContext));
     const outHeaders: Record<string, string> = { ...cors };
-    response.headers.forEach((v, k) => {
+    for (const [k, v] of answer.headers) {
       // Hop-by-hop headers are this server's to decide: Yoga's SSE answer says "Connection: keep-alive",
       // which kept the socket open after a client asked to close it.
       if (!HOP_BY_HOP.has(k.toLowerCase())) outHeaders[k] = v;
-    });
-    const payload = Buffer.from(await response.arrayBuffer());
-    outHeaders['content-length'] = String(payload.length);
-    res.writeHead(response.status, outHeaders);
-    res.end(payload);
+    }
+    outHeaders['content-length'] = String(typeof answer.body === 'string' ? Buffer.byteLength(answer.body) : answer.body.length);
+    res.writeHead(answer.status, outHeaders);
+    res.end(answer.body);
   }
 
   async function route(req: IncomingMessage, res: ServerResponse, requestId: string, log: RequestLog): Promise<string> {

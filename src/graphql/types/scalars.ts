@@ -5,9 +5,22 @@ import { builder } from '../builder.js';
 builder.addScalarType('JSON', JSONResolver);
 builder.addScalarType('SafeInt', SafeIntResolver);
 
+const pad2 = (n: number) => (n < 10 ? `0${n}` : `${n}`);
+const pad3 = (n: number) => (n < 10 ? `00${n}` : n < 100 ? `0${n}` : `${n}`);
+
+/**
+ * Date#toISOString, about twice as fast: a 100-record answer serialises 200–300 timestamps. Years
+ * outside 0–9999 (six-digit form) and invalid dates (RangeError) are left to toISOString.
+ */
+export function isoString(d: Date): string {
+  const y = d.getUTCFullYear();
+  if (!(y >= 1000 && y <= 9999)) return d.toISOString();
+  return `${y}-${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())}T${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}:${pad2(d.getUTCSeconds())}.${pad3(d.getUTCMilliseconds())}Z`;
+}
+
 builder.scalarType('DateTime', {
   description: 'An RFC 3339 timestamp in UTC, e.g. 2026-01-31T12:00:00.000Z.',
-  serialize: (value) => (value instanceof Date ? value : new Date(value as string)).toISOString(),
+  serialize: (value) => isoString(value instanceof Date ? value : new Date(value as string)),
   parseValue: (value) => {
     const d = typeof value === 'string' ? new Date(value) : new Date(NaN);
     if (Number.isNaN(d.getTime())) throw new GraphQLError('DateTime must be an RFC 3339 string');
