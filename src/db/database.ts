@@ -1,4 +1,5 @@
 /** The Kysely instance over pg (DATABASE_URL) or embedded PGlite; nothing else knows which. */
+import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { Kysely, PostgresDialect, sql, type LogEvent } from 'kysely';
 import pg from 'pg';
@@ -23,6 +24,34 @@ export type QueryObserver = (event: LogEvent) => void;
 const INT8_OID = 20;
 const NUMERIC_OID = 1700;
 
+/** Named statements one connection keeps at most; further texts run unnamed (parsed each time). */
+const MAX_PREPARED_PER_CONNECTION = 256;
+
+/**
+ * A pg client that runs every parameterised statement as a named prepared statement (named by a
+ * hash of its text), so PostgreSQL parses and plans each text once per connection instead of on
+ * every call: the data layer's statements are fixed texts with bound parameters, and the write
+ * statement is a large CTE whose parse and plan cost more than its execution. Statements without
+ * parameters (BEGIN, COMMIT, DDL, migrations) stay unnamed.
+ */
+class PreparingClient extends pg.Client {
+  private readonly prepared = new Map<string, string>();
+
+  // pg's overloads are many; Kysely calls query(text, values), the only form named here.
+  override query(...args: any[]): any {
+    const [text, values] = args;
+    if (typeof text === 'string' && Array.isArray(values) && values.length > 0 && args.length === 2) {
+      let name = this.prepared.get(text);
+      if (name === undefined && this.prepared.size < MAX_PREPARED_PER_CONNECTION) {
+        name = `ext_storage_${createHash('sha1').update(text).digest('base64url')}`;
+        this.prepared.set(text, name);
+      }
+      if (name !== undefined) return super.query({ name, text, values });
+    }
+    return (super.query as (...a: any[]) => any)(...args);
+  }
+}
+
 export async function openDatabase(
   config: Pick<Config, 'databaseUrl' | 'pgliteDir' | 'db'>,
   observers: QueryObserver[] = [],
@@ -30,6 +59,7 @@ export async function openDatabase(
   const log = observers.length > 0 ? (event: LogEvent) => observers.forEach((o) => o(event)) : undefined;
   if (config.databaseUrl) {
     const pool = new pg.Pool({
+      Client: PreparingClient,
       connectionString: config.databaseUrl,
       max: config.db.poolMax,
       connectionTimeoutMillis: config.db.connectionTimeoutMs || undefined,

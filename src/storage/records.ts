@@ -399,7 +399,7 @@ export async function writeInOneStatement(db: Db, ctx: FastWriteContext, items: 
     ), checked AS (
       SELECT CAST(CASE WHEN NOT EXISTS (SELECT 1 FROM install_row) THEN '0'
                        WHEN count(*) = ${items.length}::int THEN '1'
-                       ELSE count(*)::text || ' of ${sql.raw(String(items.length))} rows: ${sql.raw(LOST_RACE)}' END AS int) AS ok
+                       ELSE count(*)::text || ' rows of ' || ${items.length}::int || ': ${sql.raw(LOST_RACE)}' END AS int) AS ok
         FROM written
     )
     SELECT written.*, checked.ok,
