@@ -3,7 +3,10 @@
  * per request. Reads run the gateway's own SELECTs (src/storage/records.ts, same text shape and
  * parameters); writes are a plain conditional upsert (no lock row, no usage counters, no audit).
  *
- * Env: BARE_DATABASE_URL, BARE_TENANT, BARE_INSTALL, BARE_POOL_MAX (20), PORT, HOST.
+ * Statements run as named prepared statements, as the gateway's do (src/db/database.ts), so the
+ * baseline gets the same parse-once advantage; BARE_PREPARED=0 sends them unnamed.
+ *
+ * Env: BARE_DATABASE_URL, BARE_TENANT, BARE_INSTALL, BARE_POOL_MAX (20), BARE_PREPARED (1), PORT, HOST.
  * Routes (POST, JSON body): /noop {}, /get {namespace,key}, /records {namespace,keys}, /list {namespace,first,afterKey},
  * /put {namespace,key,value,metadata,ifRevision}, /bulk {namespace,items}; GET /healthz.
  */
@@ -20,6 +23,15 @@ const pool = new pg.Pool({
   },
 });
 pool.on('error', () => undefined);
+const prepared = process.env.BARE_PREPARED !== '0';
+const names = new Map<string, string>();
+/** pool.query, as a named prepared statement unless BARE_PREPARED=0. */
+function query(text: string, values: unknown[]) {
+  if (!prepared) return pool.query(text, values);
+  let name = names.get(text);
+  if (!name) names.set(text, (name = `bare_${names.size}`));
+  return pool.query({ name, text, values });
+}
 const tenant = process.env.BARE_TENANT!;
 const install = process.env.BARE_INSTALL!;
 
@@ -84,12 +96,12 @@ async function handle(path: string, b: Body): Promise<[number, unknown]> {
     case '/noop':
       return [200, { data: { __typename: 'Query' } }];
     case '/get': {
-      const { rows } = await pool.query(BY_KEYS, [tenant, install, b.namespace, JSON.stringify([b.key])]);
+      const { rows } = await query(BY_KEYS, [tenant, install, b.namespace, JSON.stringify([b.key])]);
       return [200, { record: rows[0] ?? null }];
     }
     case '/records': {
       const keys = b.keys as string[];
-      const { rows } = await pool.query(BY_KEYS, [tenant, install, b.namespace, JSON.stringify([...new Set(keys)])]);
+      const { rows } = await query(BY_KEYS, [tenant, install, b.namespace, JSON.stringify([...new Set(keys)])]);
       const byKey = new Map(rows.map((r: { key: string }) => [r.key, r]));
       return [200, { records: keys.map((k) => byKey.get(k) ?? null) }];
     }
@@ -97,13 +109,13 @@ async function handle(path: string, b: Body): Promise<[number, unknown]> {
       const first = Number(b.first ?? 25);
       const { rows } =
         b.afterKey === null || b.afterKey === undefined
-          ? await pool.query(PAGE_FIRST, [tenant, install, b.namespace, first + 1])
-          : await pool.query(PAGE_AFTER, [tenant, install, b.namespace, b.afterKey, first + 1]);
+          ? await query(PAGE_FIRST, [tenant, install, b.namespace, first + 1])
+          : await query(PAGE_AFTER, [tenant, install, b.namespace, b.afterKey, first + 1]);
       return [200, { items: rows.slice(0, first), hasNextPage: rows.length > first }];
     }
     case '/put': {
       const metadata = b.metadata ?? {};
-      const { rows } = await pool.query(PUT, [
+      const { rows } = await query(PUT, [
         tenant,
         install,
         b.namespace,
@@ -125,7 +137,7 @@ async function handle(path: string, b: Body): Promise<[number, unknown]> {
         value_bytes: bytes(i.value),
         metadata_bytes: bytes(i.metadata ?? {}),
       }));
-      const { rows } = await pool.query(BULK, [tenant, install, b.namespace, JSON.stringify(items)]);
+      const { rows } = await query(BULK, [tenant, install, b.namespace, JSON.stringify(items)]);
       return [200, { records: rows }];
     }
     default:
