@@ -1,5 +1,5 @@
 /** SQL over the records table. Every statement filters on tenant_id first (design/citus.md). */
-import { sql, type RawBuilder } from 'kysely';
+import { CompiledQuery, sql, type RawBuilder } from 'kysely';
 import type { Db } from '../db/database.js';
 
 export interface StoredRecord {
@@ -65,19 +65,20 @@ const RECORD_COLUMNS = [
   'updated_at',
 ] as const;
 
-/** Live records of one namespace by key, in one statement. */
+const SELECT_BY_KEYS = `SELECT namespace, key, value, metadata, revision, schema_version, ttl_expires_at, created_at, updated_at
+  FROM ext_storage_records
+ WHERE tenant_id = $1::uuid AND install_id = $2::uuid AND namespace = $3
+   AND key = ANY(ARRAY(SELECT jsonb_array_elements_text($4::jsonb)))
+   AND (ttl_expires_at IS NULL OR ttl_expires_at > now())`;
+
+/** Live records of one namespace by key, in one statement (the hottest read: its text is built once). */
 export async function selectRecords(db: Db, scope: Scope, namespace: string, keys: readonly string[]): Promise<Map<string, StoredRecord>> {
   if (keys.length === 0) return new Map();
-  const rows = await db
-    .selectFrom('ext_storage_records')
-    .select(RECORD_COLUMNS)
-    .where('tenant_id', '=', scope.tenantId)
-    .where('install_id', '=', scope.installId)
-    .where('namespace', '=', namespace)
-    .where('key', '=', sql<string>`ANY(${textArray([...new Set(keys)])})`)
-    .where(LIVE)
-    .execute();
-  return new Map(rows.map((r) => [r.key, toRecord(r as RecordRow)]));
+  const unique = keys.length === 1 ? keys : [...new Set(keys)];
+  const { rows } = await db.executeQuery<RecordRow>(CompiledQuery.raw(SELECT_BY_KEYS, [scope.tenantId, scope.installId, namespace, JSON.stringify(unique)]));
+  const found = new Map<string, StoredRecord>();
+  for (const r of rows) found.set(r.key, toRecord(r));
+  return found;
 }
 
 function likePrefix(prefix: string): string {
@@ -294,6 +295,98 @@ export function isLostRace(error: unknown): boolean {
 type FastRow = RecordRow & { ok: number; install_bytes: number | null; namespace_keys: number | null; bytes_delta: number | null; keys_delta: number | null };
 
 /**
+ * The one-statement write's text, built once (no per-request query building; a fixed string is
+ * also what the pg client names as a prepared statement). Parameters: $1 tenant, $2 install,
+ * $3 namespace, $4 items (jsonb), $5 keys (jsonb), $6 stored schema version, $7 bytes quota,
+ * $8 keys-per-namespace quota, $9 operation, $10 actor, $11 request id, $12 item count and, with
+ * the schema check, $13 the active schema version the values were validated against.
+ * `checked.ok` is selected and `checked` is the preserved side of the LEFT JOIN, so PostgreSQL
+ * evaluates the check even when nothing was written (an unused output would be optimised away).
+ */
+function writeStatement(schemaCheck: string): string {
+  return `
+    WITH input AS (
+      SELECT x.* FROM jsonb_to_recordset($4::jsonb)
+        AS x(key text, value jsonb, metadata jsonb, value_bytes int, metadata_bytes int, ttl_seconds int, if_revision int)
+    ), prev AS (
+      SELECT key, revision, (value_bytes + metadata_bytes)::bigint AS bytes, (ttl_expires_at IS NOT NULL AND ttl_expires_at <= now()) AS expired
+        FROM ext_storage_records
+       WHERE tenant_id = $1::uuid AND install_id = $2::uuid AND namespace = $3
+         AND key = ANY(ARRAY(SELECT jsonb_array_elements_text($5::jsonb)))
+    ), plan AS (
+      SELECT input.*, prev.revision AS prev_revision, prev.bytes AS prev_bytes, coalesce(prev.revision, 0) + 1 AS revision,
+             (input.value_bytes + input.metadata_bytes - coalesce(prev.bytes, 0))::bigint AS bytes_delta,
+             (input.if_revision IS NULL OR input.if_revision = coalesce(prev.revision, 0)) AND NOT coalesce(prev.expired, false) AS ok
+        FROM input LEFT JOIN prev ON prev.key = input.key
+    ), totals AS (
+      SELECT coalesce(sum(bytes_delta), 0)::bigint AS bytes_delta, (count(*) FILTER (WHERE prev_revision IS NULL))::int AS keys_delta,
+             coalesce(bool_and(ok), false) AS ok
+        FROM plan
+    ), install_row AS (
+      UPDATE ext_storage_install_locks l SET bytes = l.bytes + totals.bytes_delta
+        FROM totals
+       WHERE l.tenant_id = $1::uuid AND l.install_id = $2::uuid AND totals.ok
+         AND l.seq = (SELECT seq FROM ext_storage_install_locks WHERE tenant_id = $1::uuid AND install_id = $2::uuid)
+         AND (totals.bytes_delta <= 0 OR l.bytes + totals.bytes_delta <= $7::bigint)
+         AND NOT EXISTS (SELECT 1 FROM ext_storage_records
+                          WHERE tenant_id = $1::uuid AND install_id = $2::uuid AND ttl_expires_at <= now())
+         AND EXISTS (SELECT 1 FROM ext_storage_namespaces
+                      WHERE tenant_id = $1::uuid AND install_id = $2::uuid AND namespace = $3 AND key_count > 0)
+         ${schemaCheck}
+      RETURNING l.bytes, totals.bytes_delta, totals.keys_delta
+    ), namespace_row AS (
+      UPDATE ext_storage_namespaces n SET key_count = n.key_count + d.keys_delta, bytes = n.bytes + d.bytes_delta
+        FROM install_row d
+       WHERE n.tenant_id = $1::uuid AND n.install_id = $2::uuid AND n.namespace = $3 AND n.key_count > 0
+         AND (d.keys_delta = 0 OR n.key_count + d.keys_delta <= $8::int)
+      RETURNING n.key_count
+    ), go AS (
+      SELECT plan.* FROM plan WHERE EXISTS (SELECT 1 FROM namespace_row)
+    ), inserted AS (
+      INSERT INTO ext_storage_records AS r
+        (tenant_id, install_id, namespace, key, value, metadata, value_bytes, metadata_bytes, revision,
+         schema_version, ttl_expires_at, created_at, updated_at)
+      SELECT $1::uuid, $2::uuid, $3, go.key, go.value, go.metadata, go.value_bytes, go.metadata_bytes, go.revision,
+             $6::int, CASE WHEN go.ttl_seconds IS NULL THEN NULL ELSE now() + make_interval(secs => go.ttl_seconds) END,
+             now(), now()
+        FROM go WHERE go.prev_revision IS NULL
+      ON CONFLICT (tenant_id, install_id, namespace, key) DO NOTHING
+      RETURNING r.namespace, r.key, r.value, r.metadata, r.revision, r.schema_version, r.ttl_expires_at, r.created_at, r.updated_at
+    ), updated AS (
+      UPDATE ext_storage_records r SET
+        value = go.value, metadata = go.metadata, value_bytes = go.value_bytes, metadata_bytes = go.metadata_bytes,
+        revision = go.revision, schema_version = $6::int,
+        ttl_expires_at = CASE WHEN go.ttl_seconds IS NULL THEN NULL ELSE now() + make_interval(secs => go.ttl_seconds) END,
+        updated_at = now()
+        FROM go
+       WHERE r.tenant_id = $1::uuid AND r.install_id = $2::uuid AND r.namespace = $3 AND r.key = go.key
+         AND go.prev_revision IS NOT NULL AND r.revision = go.prev_revision
+         AND r.value_bytes + r.metadata_bytes = go.prev_bytes AND (r.ttl_expires_at IS NULL OR r.ttl_expires_at > now())
+      RETURNING r.namespace, r.key, r.value, r.metadata, r.revision, r.schema_version, r.ttl_expires_at, r.created_at, r.updated_at
+    ), written AS (
+      SELECT * FROM inserted UNION ALL SELECT * FROM updated
+    ), audited AS (
+      INSERT INTO ext_storage_audit
+        (tenant_id, install_id, namespace, key, operation, revision, bytes_delta, actor, request_id, at)
+      SELECT $1::uuid, $2::uuid, $3, go.key, $9, go.revision, go.bytes_delta, $10, $11, now()
+        FROM go JOIN written ON written.key = go.key
+    ), checked AS (
+      SELECT CAST(CASE WHEN NOT EXISTS (SELECT 1 FROM install_row) THEN '0'
+                       WHEN count(*) = $12::int THEN '1'
+                       ELSE count(*)::text || ' rows of ' || $12::int || ': ${LOST_RACE}' END AS int) AS ok
+        FROM written
+    )
+    SELECT written.*, checked.ok,
+           (SELECT bytes FROM install_row) AS install_bytes, (SELECT bytes_delta FROM install_row) AS bytes_delta,
+           (SELECT keys_delta FROM install_row) AS keys_delta, (SELECT key_count FROM namespace_row) AS namespace_keys
+      FROM checked LEFT JOIN written ON true`;
+}
+
+const WRITE_CHECKING_SCHEMA = writeStatement(`AND (SELECT max(version) FROM ext_storage_schemas
+                  WHERE tenant_id = $1::uuid AND install_id = $2::uuid AND namespace = $3) IS NOT DISTINCT FROM $13::int`);
+const WRITE_PINNED_SCHEMA = writeStatement('');
+
+/**
  * The common write in one statement, no transaction, no lock held across a round trip. It reads
  * the targets from its own snapshot and decides revisions there; it writes only when the easy
  * case holds: every ifRevision matches, no target is expired, the install has no expired record
@@ -311,9 +404,6 @@ type FastRow = RecordRow & { ok: number; install_bytes: number | null; namespace
  * no audit event) with SQLSTATE 22P02 and LOST_RACE in the text; the caller takes the lock.
  */
 export async function writeInOneStatement(db: Db, ctx: FastWriteContext, items: readonly FastItem[]): Promise<FastWriteResult | null> {
-  const t = ctx.tenantId;
-  const i = ctx.installId;
-  const ns = ctx.namespace;
   const input = JSON.stringify(
     items.map((r) => ({
       key: r.key,
@@ -325,89 +415,23 @@ export async function writeInOneStatement(db: Db, ctx: FastWriteContext, items: 
       if_revision: r.ifRevision,
     })),
   );
-  const schemaCheck =
-    ctx.activeSchemaVersion === undefined
-      ? sql``
-      : sql`AND (SELECT max(version) FROM ext_storage_schemas
-                  WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND namespace = ${ns}) IS NOT DISTINCT FROM ${ctx.activeSchemaVersion}::int`;
-  const { rows } = await sql<FastRow>`
-    WITH input AS (
-      SELECT x.* FROM jsonb_to_recordset(${input}::jsonb)
-        AS x(key text, value jsonb, metadata jsonb, value_bytes int, metadata_bytes int, ttl_seconds int, if_revision int)
-    ), prev AS (
-      SELECT key, revision, (value_bytes + metadata_bytes)::bigint AS bytes, (ttl_expires_at IS NOT NULL AND ttl_expires_at <= now()) AS expired
-        FROM ext_storage_records
-       WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND namespace = ${ns}
-         AND key = ANY(${textArray(items.map((r) => r.key))})
-    ), plan AS (
-      SELECT input.*, prev.revision AS prev_revision, prev.bytes AS prev_bytes, coalesce(prev.revision, 0) + 1 AS revision,
-             (input.value_bytes + input.metadata_bytes - coalesce(prev.bytes, 0))::bigint AS bytes_delta,
-             (input.if_revision IS NULL OR input.if_revision = coalesce(prev.revision, 0)) AND NOT coalesce(prev.expired, false) AS ok
-        FROM input LEFT JOIN prev ON prev.key = input.key
-    ), totals AS (
-      SELECT coalesce(sum(bytes_delta), 0)::bigint AS bytes_delta, (count(*) FILTER (WHERE prev_revision IS NULL))::int AS keys_delta,
-             coalesce(bool_and(ok), false) AS ok
-        FROM plan
-    ), install_row AS (
-      UPDATE ext_storage_install_locks l SET bytes = l.bytes + totals.bytes_delta
-        FROM totals
-       WHERE l.tenant_id = ${t}::uuid AND l.install_id = ${i}::uuid AND totals.ok
-         AND l.seq = (SELECT seq FROM ext_storage_install_locks WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid)
-         AND (totals.bytes_delta <= 0 OR l.bytes + totals.bytes_delta <= ${ctx.maxBytes}::bigint)
-         AND NOT EXISTS (SELECT 1 FROM ext_storage_records
-                          WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND ttl_expires_at <= now())
-         AND EXISTS (SELECT 1 FROM ext_storage_namespaces
-                      WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND namespace = ${ns} AND key_count > 0)
-         ${schemaCheck}
-      RETURNING l.bytes, totals.bytes_delta, totals.keys_delta
-    ), namespace_row AS (
-      UPDATE ext_storage_namespaces n SET key_count = n.key_count + d.keys_delta, bytes = n.bytes + d.bytes_delta
-        FROM install_row d
-       WHERE n.tenant_id = ${t}::uuid AND n.install_id = ${i}::uuid AND n.namespace = ${ns} AND n.key_count > 0
-         AND (d.keys_delta = 0 OR n.key_count + d.keys_delta <= ${ctx.maxKeysPerNamespace}::int)
-      RETURNING n.key_count
-    ), go AS (
-      SELECT plan.* FROM plan WHERE EXISTS (SELECT 1 FROM namespace_row)
-    ), inserted AS (
-      INSERT INTO ext_storage_records AS r
-        (tenant_id, install_id, namespace, key, value, metadata, value_bytes, metadata_bytes, revision,
-         schema_version, ttl_expires_at, created_at, updated_at)
-      SELECT ${t}::uuid, ${i}::uuid, ${ns}, go.key, go.value, go.metadata, go.value_bytes, go.metadata_bytes, go.revision,
-             ${ctx.schemaVersion}::int, CASE WHEN go.ttl_seconds IS NULL THEN NULL ELSE now() + make_interval(secs => go.ttl_seconds) END,
-             now(), now()
-        FROM go WHERE go.prev_revision IS NULL
-      ON CONFLICT (tenant_id, install_id, namespace, key) DO NOTHING
-      RETURNING r.namespace, r.key, r.value, r.metadata, r.revision, r.schema_version, r.ttl_expires_at, r.created_at, r.updated_at
-    ), updated AS (
-      UPDATE ext_storage_records r SET
-        value = go.value, metadata = go.metadata, value_bytes = go.value_bytes, metadata_bytes = go.metadata_bytes,
-        revision = go.revision, schema_version = ${ctx.schemaVersion}::int,
-        ttl_expires_at = CASE WHEN go.ttl_seconds IS NULL THEN NULL ELSE now() + make_interval(secs => go.ttl_seconds) END,
-        updated_at = now()
-        FROM go
-       WHERE r.tenant_id = ${t}::uuid AND r.install_id = ${i}::uuid AND r.namespace = ${ns} AND r.key = go.key
-         AND go.prev_revision IS NOT NULL AND r.revision = go.prev_revision
-         AND r.value_bytes + r.metadata_bytes = go.prev_bytes AND (r.ttl_expires_at IS NULL OR r.ttl_expires_at > now())
-      RETURNING r.namespace, r.key, r.value, r.metadata, r.revision, r.schema_version, r.ttl_expires_at, r.created_at, r.updated_at
-    ), written AS (
-      SELECT * FROM inserted UNION ALL SELECT * FROM updated
-    ), audited AS (
-      INSERT INTO ext_storage_audit
-        (tenant_id, install_id, namespace, key, operation, revision, bytes_delta, actor, request_id, at)
-      SELECT ${t}::uuid, ${i}::uuid, ${ns}, go.key, ${ctx.operation}, go.revision, go.bytes_delta, ${ctx.actor}, ${ctx.requestId}, now()
-        FROM go JOIN written ON written.key = go.key
-    ), checked AS (
-      SELECT CAST(CASE WHEN NOT EXISTS (SELECT 1 FROM install_row) THEN '0'
-                       WHEN count(*) = ${items.length}::int THEN '1'
-                       ELSE count(*)::text || ' rows of ' || ${items.length}::int || ': ${sql.raw(LOST_RACE)}' END AS int) AS ok
-        FROM written
-    )
-    SELECT written.*, checked.ok,
-           (SELECT bytes FROM install_row) AS install_bytes, (SELECT bytes_delta FROM install_row) AS bytes_delta,
-           (SELECT keys_delta FROM install_row) AS keys_delta, (SELECT key_count FROM namespace_row) AS namespace_keys
-      FROM checked LEFT JOIN written ON true`.execute(db);
-  // `checked.ok` is selected and `checked` is the preserved side of the join, so PostgreSQL
-  // evaluates the check even when nothing was written (an unused output would be optimised away).
+  const params: unknown[] = [
+    ctx.tenantId,
+    ctx.installId,
+    ctx.namespace,
+    input,
+    JSON.stringify(items.map((r) => r.key)),
+    ctx.schemaVersion,
+    ctx.maxBytes,
+    ctx.maxKeysPerNamespace,
+    ctx.operation,
+    ctx.actor,
+    ctx.requestId,
+    items.length,
+  ];
+  const checked = ctx.activeSchemaVersion !== undefined;
+  if (checked) params.push(ctx.activeSchemaVersion);
+  const { rows } = await db.executeQuery<FastRow>(CompiledQuery.raw(checked ? WRITE_CHECKING_SCHEMA : WRITE_PINNED_SCHEMA, params));
   const first = rows[0];
   if (!first || Number(first.ok) !== 1) return null;
   return {
