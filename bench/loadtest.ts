@@ -31,7 +31,7 @@ import { effectiveQuota } from '../src/storage/installs.js';
 import type { Caller } from '../src/storage/principal.js';
 import { Storage } from '../src/storage/storage.js';
 import { namespaceUsage } from '../src/storage/usage.js';
-import { benchDatabase, cpuSeconds, freePort, gatewayEnv, log, machineInfo, onInterrupt, resultsDir, round, Samples, startChild, table, type ChildServer } from './support.js';
+import { benchDatabase, cpuSeconds, freePort, gatewayEnv, gatewayNodeArgs, log, machineInfo, onInterrupt, resultsDir, round, Samples, startChild, table, type ChildServer } from './support.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -422,7 +422,7 @@ async function main(): Promise<void> {
       }
     }
 
-    gateway = await startChild({ name: 'gateway', script: 'src/main.ts', port: await freePort(), readyPath: '/readyz', env });
+    gateway = await startChild({ name: 'gateway', script: 'src/main.ts', port: await freePort(), readyPath: '/readyz', env, nodeArgs: gatewayNodeArgs() });
     log(`gateway ${gateway.url} (pid ${gateway.pid}); running open-loop, concurrency cap ${settings.concurrency}`);
     if (settings.warmupSeconds > 0) {
       log(`warm-up: ${settings.warmupSeconds} s at the target rate (not recorded)`);

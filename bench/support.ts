@@ -84,6 +84,11 @@ export function serverCpu(): number | null {
   return availableParallelism() - 1;
 }
 
+/** Extra node flags for the gateway child (BENCH_GATEWAY_NODE_ARGS, space-separated), e.g. `--max-semi-space-size=64`. */
+export function gatewayNodeArgs(): string[] {
+  return (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+}
+
 /** Starts `node --import tsx <script>` (optionally pinned to one CPU); resolves once `readyPath` answers 200. */
 export async function startChild(opts: {
   name: string;

@@ -130,6 +130,9 @@ interface PreparedItem {
 
 const PRESSURE_THRESHOLDS = [0.8, 0.95];
 
+/** A cached install used after this share of installCacheMs is re-read in the background. */
+const REFRESH_AFTER = 0.75;
+
 function checkIfRevision(ifRevision: unknown): number | null {
   if (ifRevision === null || ifRevision === undefined) return null;
   if (typeof ifRevision !== 'number' || !Number.isSafeInteger(ifRevision) || ifRevision < 0) {
@@ -148,7 +151,7 @@ export class Storage {
   readonly validators = new ValidatorCache();
   /** Active schema version per install/namespace as last seen here; the one-statement write proves it. */
   private readonly activeSchemas = new Map<string, number | null>();
-  private readonly installCache = new Map<string, { install: Install | undefined; expires: number }>();
+  private readonly installCache = new Map<string, { install: Install | undefined; fetchedAt: number; refreshing: boolean }>();
 
   constructor(
     readonly db: Db,
@@ -191,16 +194,31 @@ export class Storage {
 
   private async fetchInstall(id: string): Promise<Install | undefined> {
     const ttl = this.settings.installCacheMs ?? 0;
+    if (ttl <= 0) return (await findInstalls(this.db, [id])).get(id);
     const now = performance.now();
-    if (ttl > 0) {
-      const cached = this.installCache.get(id);
-      if (cached && cached.expires > now) return cached.install;
+    const cached = this.installCache.get(id);
+    if (cached && now - cached.fetchedAt < ttl) {
+      // A hot entry is re-read in the background before it expires, so its requests never wait
+      // for the lookup; an entry is never served older than installCacheMs.
+      if (!cached.refreshing && now - cached.fetchedAt > ttl * REFRESH_AFTER) {
+        cached.refreshing = true;
+        this.readInstallIntoCache(id).catch(() => {
+          // The entry expires as usual; the next request reads synchronously and sees the error.
+        });
+      }
+      return cached.install;
     }
+    return this.readInstallIntoCache(id);
+  }
+
+  private async readInstallIntoCache(id: string): Promise<Install | undefined> {
+    const fetchedAt = performance.now();
     const install = (await findInstalls(this.db, [id])).get(id);
-    if (ttl > 0) {
-      if (this.installCache.size >= 10_000) this.installCache.clear();
-      this.installCache.set(id, { install, expires: now + ttl });
-    }
+    const current = this.installCache.get(id);
+    // An upsert through this instance (which drops the entry) or a newer read wins over this one.
+    if (current && current.fetchedAt > fetchedAt) return install;
+    if (this.installCache.size >= 10_000) this.installCache.clear();
+    this.installCache.set(id, { install, fetchedAt, refreshing: false });
     return install;
   }
 
@@ -272,7 +290,8 @@ export class Storage {
         return toInstall(row as Parameters<typeof toInstall>[0]);
       });
       caller.installs?.set(id, Promise.resolve(install));
-      this.installCache.delete(id);
+      // Stamped now, so a lookup that started before this commit cannot put the old row back.
+      if ((this.settings.installCacheMs ?? 0) > 0) this.installCache.set(id, { install, fetchedAt: performance.now(), refreshing: false });
       return install;
     });
   }
