@@ -399,7 +399,8 @@ const WRITE_PINNED_SCHEMA = writeStatement('');
  * → records (UPDATE re-evaluates its WHERE after waiting for a row lock; design/citus.md rule 7):
  * the install's seq and bytes quota, the namespace's keys quota, and each record still absent
  * (INSERT … ON CONFLICT DO NOTHING) or still live at the revision and size read. Counters move by
- * deltas the record checks prove. If a record check fails after the counters moved, the final
+ * deltas the record checks prove. (The size check is a second guard: a delete and re-create at the
+ * same revision between snapshot and lock would also have bumped seq, as deletes are locked.) If a record check fails after the counters moved, the final
  * SELECT casts a message to int, aborting the whole statement (nothing written, no counter moved,
  * no audit event) with SQLSTATE 22P02 and LOST_RACE in the text; the caller takes the lock.
  */
