@@ -165,12 +165,17 @@ export interface RowToWrite {
   bytesDelta: number;
 }
 
-export interface WriteContext extends Scope {
+/** Where a write lands and who makes it: what both write statements record. */
+export interface WriteTarget extends Scope {
   namespace: string;
   operation: 'putRecord' | 'bulkPutRecords';
   actor: string;
   requestId: string | null;
+  /** The schema version the values were validated against (stored on the records), or null. */
   schemaVersion: number | null;
+}
+
+export interface WriteContext extends WriteTarget {
   /** New live keys and stored bytes the whole write adds to the namespace. */
   keysDelta: number;
   bytesDelta: number;
@@ -262,13 +267,7 @@ export interface FastItem {
   ifRevision: number | null;
 }
 
-export interface FastWriteContext extends Scope {
-  namespace: string;
-  operation: 'putRecord' | 'bulkPutRecords';
-  actor: string;
-  requestId: string | null;
-  /** The schema version the values were validated against (stored on the records), or null. */
-  schemaVersion: number | null;
+export interface FastWriteContext extends WriteTarget {
   /** The namespace's active schema version must still be this (undefined: a pinned version, no check). */
   activeSchemaVersion?: number | null;
   maxBytes: number;

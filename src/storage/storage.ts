@@ -48,10 +48,12 @@ import {
   selectTargets,
   upsertRecords,
   writeInOneStatement,
+  type FastItem,
   type RowToWrite,
   type StoredRecord,
   type TargetState,
   type WriteContext,
+  type WriteTarget,
 } from './records.js';
 import { activeSchema, activeSchemaVersion, compileSchema, ValidatorCache, validationIssues, type NamespaceSchema } from './schemas.js';
 import { sweepExpired } from './ttl.js';
@@ -117,15 +119,9 @@ export interface Page<T> {
   cursorOf(item: T): string;
 }
 
-interface PreparedItem {
+/** A write item after names, formats and sizes were checked; `index` is its place in a bulk write. */
+interface PreparedItem extends FastItem {
   index: number;
-  key: string;
-  value?: unknown;
-  metadata: Record<string, unknown>;
-  valueBytes: number;
-  metadataBytes: number;
-  ttlSeconds: number | null;
-  ifRevision: number | null;
 }
 
 const PRESSURE_THRESHOLDS = [0.8, 0.95];
@@ -515,12 +511,7 @@ export class Storage {
       result = await writeInOneStatement(
         this.db,
         {
-          ...scope,
-          namespace,
-          operation: opts.operation,
-          actor: caller.principal.actor,
-          requestId: caller.requestId,
-          schemaVersion: version,
+          ...writeTarget(caller, scope, namespace, opts, version),
           activeSchemaVersion: active,
           maxBytes: scope.quota.maxBytes,
           maxKeysPerNamespace: scope.quota.maxKeysPerNamespace,
@@ -615,16 +606,7 @@ export class Storage {
     return {
       rows,
       stats,
-      context: {
-        ...scope,
-        namespace,
-        operation: opts.operation,
-        actor: caller.principal.actor,
-        requestId: caller.requestId,
-        schemaVersion: version,
-        keysDelta,
-        bytesDelta,
-      },
+      context: { ...writeTarget(caller, scope, namespace, opts, version), keysDelta, bytesDelta },
     };
   }
 
@@ -711,6 +693,18 @@ interface WritePlan {
   rows: RowToWrite[];
   stats: NamespaceUsage[];
   context: WriteContext;
+}
+
+function writeTarget(caller: Caller, scope: InstallScope, namespace: string, opts: WriteOptions, schemaVersion: number | null): WriteTarget {
+  return {
+    tenantId: scope.tenantId,
+    installId: scope.installId,
+    namespace,
+    operation: opts.operation,
+    actor: caller.principal.actor,
+    requestId: caller.requestId,
+    schemaVersion,
+  };
 }
 
 function page<T>(items: T[], hasNextPage: boolean, cursorOf: (item: T) => string): Page<T> {

@@ -55,18 +55,16 @@ export async function namespaceUsage(db: Db, scope: Scope, onlyNamespace?: strin
   return rows.map(toNamespaceUsage);
 }
 
-/** What a write decides on, read under the install lock. */
+/** What a locked write decides on, read under the install lock. */
 export interface WriteState {
   targets: Map<string, TargetState>;
   namespaces: NamespaceUsage[];
   activeSchemaVersion: number | null;
-  /** The install's write sequence when the state was read (null: no lock row yet). */
-  seq: number | null;
 }
 
 /**
- * The write path's reads in one round trip: the target records (live or expired), the install's
- * live usage per namespace, the namespace's active schema version and the install's write sequence.
+ * The locked write path's reads in one round trip: the target records (live or expired), the
+ * install's live usage per namespace and the namespace's active schema version.
  */
 export async function selectWriteState(db: Db, scope: Scope, namespace: string, keys: readonly string[]): Promise<WriteState> {
   const t = scope.tenantId;
@@ -82,18 +80,12 @@ export async function selectWriteState(db: Db, scope: Scope, namespace: string, 
     UNION ALL
     SELECT 'schema', NULL, max(version)::bigint, NULL, NULL, false
       FROM ext_storage_schemas
-     WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND namespace = ${namespace}
-    UNION ALL
-    SELECT 'lock', NULL, seq, NULL, NULL, false
-      FROM ext_storage_install_locks
-     WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid`.execute(db);
-  const state: WriteState = { targets: new Map(), namespaces: [], activeSchemaVersion: null, seq: null };
+     WHERE tenant_id = ${t}::uuid AND install_id = ${i}::uuid AND namespace = ${namespace}`.execute(db);
+  const state: WriteState = { targets: new Map(), namespaces: [], activeSchemaVersion: null };
   for (const r of rows) {
-    if (r.kind === 'lock') state.seq = Number(r.a);
-    else if (r.kind === 'target') {
+    if (r.kind === 'target') {
       state.targets.set(r.name!, { revision: Number(r.a), bytes: Number(r.b), expired: r.expired });
-    }
-    else if (r.kind === 'namespace') {
+    } else if (r.kind === 'namespace') {
       state.namespaces.push(toNamespaceUsage({ namespace: r.name!, key_count: r.a!, bytes: r.b!, expired_keys: r.c! }));
     } else if (r.a !== null) state.activeSchemaVersion = Number(r.a);
   }
