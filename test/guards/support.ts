@@ -1,6 +1,6 @@
 /** GraphQL documents and small clients shared by the guard tests (quotas, schemas, audit, limits). */
 import { request } from 'node:http';
-import { dataOf, type GqlResult, type TestApp, type TestInstall } from '../support/app.js';
+import { dataOf, type AuditEventView, type GqlResult, type TestApp, type TestInstall, type UsageView } from '../support/app.js';
 
 const RECORD = 'namespace key value metadata revision schemaVersion ttlExpiresAt';
 const FAILURES = `
@@ -65,23 +65,7 @@ export const AUDIT_PAGE = `query Audit($id: ID!, $first: Int, $after: String) {
 
 export type Result = { __typename: string } & Record<string, any>;
 
-export interface UsageView {
-  usage: { namespaces: number; keys: number; bytes: number };
-  namespace: { keyCount: number; bytesUsed: number };
-}
-
-export interface AuditEventView {
-  id: string;
-  at: string;
-  actor: string;
-  operation: string;
-  namespace: string | null;
-  key: string | null;
-  revision: number | null;
-  bytesDelta: number;
-}
-
-export { dataOf };
+export { dataOf, type AuditEventView, type UsageView };
 
 /** The extension codes of a response's errors. */
 export function errorCodes(res: GqlResult): string[] {

@@ -1,6 +1,6 @@
 /** GraphQL documents and a small per-install client shared by the record contract tests. */
 import { expect } from 'vitest';
-import { dataOf, type GqlResult, type TestApp, type TestInstall } from '../support/app.js';
+import { dataOf, type AuditEventView, type GqlResult, type TestApp, type TestInstall, type UsageView } from '../support/app.js';
 
 export const RECORD_FIELDS = 'namespace key value metadata revision schemaVersion ttlExpiresAt createdAt updatedAt';
 
@@ -69,19 +69,8 @@ export interface PageResult {
   pageInfo: { hasNextPage: boolean; endCursor: string | null };
 }
 
-export interface UsageResult {
-  usage: { namespaces: number; keys: number; bytes: number };
-  namespace: { keyCount: number; bytesUsed: number };
-}
-
-export interface AuditEventResult {
-  actor: string;
-  operation: string;
-  namespace: string | null;
-  key: string | null;
-  revision: number | null;
-  bytesDelta: number;
-}
+/** This file's AUDIT query selects no id or time. */
+export type AuditEventResult = Omit<AuditEventView, 'id' | 'at'>;
 
 export { dataOf };
 
@@ -103,7 +92,7 @@ export interface ExtensionClient {
   get(namespace: string, key: string): Promise<Result | null>;
   getMany(namespace: string, keys: string[]): Promise<Array<Result | null>>;
   list(namespace: string, args?: { prefix?: string; first?: number; after?: string }): Promise<PageResult>;
-  usage(namespace: string): Promise<UsageResult>;
+  usage(namespace: string): Promise<UsageView>;
 }
 
 export async function extensionClient(t: TestApp, opts: Parameters<TestApp['createInstall']>[0] = {}): Promise<ExtensionClient> {

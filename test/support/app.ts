@@ -15,6 +15,24 @@ export interface GqlResult<T = any> {
   body: { data?: T; errors?: Array<{ message: string; extensions?: Record<string, any> }> } & Record<string, any>;
 }
 
+/** `install { usage { … } namespace(name) { … } }` as the test clients read it. */
+export interface UsageView {
+  usage: { namespaces: number; keys: number; bytes: number };
+  namespace: { keyCount: number; bytesUsed: number };
+}
+
+/** One audit event as the test clients read it. */
+export interface AuditEventView {
+  id: string;
+  at: string;
+  actor: string;
+  operation: string;
+  namespace: string | null;
+  key: string | null;
+  revision: number | null;
+  bytesDelta: number;
+}
+
 /** Asserts a GraphQL response carries data and no errors, and returns the data. */
 export function dataOf<T = any>(res: GqlResult): T {
   expect(res.body.errors, JSON.stringify(res.body.errors)).toBeUndefined();
