@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { hasCitus } from '../src/db/citus.js';
+import { hasCitus, sequentialShardCommands } from '../src/db/citus.js';
 
 /**
  * The install registry (global: a Citus reference table) and the per-tenant tables: records,
@@ -7,6 +7,7 @@ import { hasCitus } from '../src/db/citus.js';
  * by tenant_id and co-located with the records table.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
+  await sequentialShardCommands(db);
   await sql`
     CREATE TABLE ext_storage_installs (
       id uuid PRIMARY KEY,

@@ -1,8 +1,9 @@
 import { sql, type Kysely } from 'kysely';
-import { hasCitus } from '../src/db/citus.js';
+import { hasCitus, sequentialShardCommands } from '../src/db/citus.js';
 
 /** Per-namespace JSON Schema versions and the audit log, both per tenant. */
 export async function up(db: Kysely<unknown>): Promise<void> {
+  await sequentialShardCommands(db);
   await sql`
     CREATE TABLE ext_storage_schemas (
       tenant_id uuid NOT NULL,

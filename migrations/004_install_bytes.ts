@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { allowFanOut } from '../src/db/citus.js';
 
 /**
  * The install's stored bytes on its lock row, kept by every write in its own statement, so an
@@ -9,6 +10,7 @@ import { sql, type Kysely } from 'kysely';
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`ALTER TABLE ext_storage_install_locks ADD COLUMN bytes bigint NOT NULL DEFAULT 0`.execute(db);
+  await allowFanOut(db);
   // The marker is the Citus guard's (test/support/citus-guard.ts): a deliberate cross-tenant statement.
   await sql`/* citus: fans out by design */
     UPDATE ext_storage_install_locks l SET bytes = s.bytes

@@ -39,29 +39,32 @@ export interface RecordsTable {
   updated_at: Timestamp;
 }
 
-/** One row per install: every write of the install locks it first, so quota checks are exact. */
+/** One row per install, only a lock: every write of the install (ext_storage_write_v1) takes it first, so its decisions are exact. */
 export interface InstallLocksTable {
   tenant_id: string;
   install_id: string;
-  /**
-   * Bumped by every locked write transaction of the install (lockInstall): an optimistic write
-   * proves with it that no locked transaction (sweep, delete, schema change) ran since its read.
-   */
-  seq: ColumnType<number, number | undefined, number>;
-  /** Stored bytes of the install (value + metadata, expired-unswept included), kept by every write. */
-  bytes: ColumnType<number, number | undefined, number>;
 }
 
 /**
- * One row per namespace that has ever held a record: its counters, kept incrementally by every
- * write in the write's transaction (expired but unswept records are still counted here and are
- * subtracted when usage is read).
+ * One row per namespace holding at least one stored record: its counters, moved by every write in
+ * the same call (expired but unswept records are still counted here; live usage subtracts them
+ * through ext_storage_expiries). Install bytes are the sum of these rows: there is no other copy.
  */
 export interface NamespacesTable {
   tenant_id: string;
   install_id: string;
   namespace: string;
   key_count: number;
+  bytes: number;
+}
+
+/** Stored keys and bytes per namespace and expiry minute (records with a TTL), moved with the counters. */
+export interface ExpiriesTable {
+  tenant_id: string;
+  install_id: string;
+  namespace: string;
+  minute: Timestamp;
+  keys: number;
   bytes: number;
 }
 
@@ -93,6 +96,7 @@ export interface Database {
   ext_storage_records: RecordsTable;
   ext_storage_install_locks: InstallLocksTable;
   ext_storage_namespaces: NamespacesTable;
+  ext_storage_expiries: ExpiriesTable;
   ext_storage_schemas: SchemasTable;
   ext_storage_audit: AuditTable;
 }
@@ -102,6 +106,7 @@ export const DISTRIBUTED_TABLES = [
   'ext_storage_records',
   'ext_storage_install_locks',
   'ext_storage_namespaces',
+  'ext_storage_expiries',
   'ext_storage_schemas',
   'ext_storage_audit',
 ] as const;

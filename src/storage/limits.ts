@@ -9,6 +9,13 @@ const CONTROL_RE = /[\u0000-\u001f\u007f]/;
 /** Nesting deeper than this is refused (PostgreSQL's parser would overflow its stack far later). */
 export const MAX_JSON_DEPTH = 64;
 
+const INT4_MAX = 2_147_483_647;
+
+/** Whether a caller's number fits an integer column; a number that does not is unknown, never an SQL error. */
+export function fitsInt4(n: number): boolean {
+  return Number.isInteger(n) && n >= -INT4_MAX - 1 && n <= INT4_MAX;
+}
+
 export function checkNamespace(namespace: string): void {
   if (typeof namespace !== 'string' || !NAMESPACE_RE.test(namespace)) {
     throw new LimitExceededError('namespaceFormat', 'namespace must match ^[a-z0-9][a-z0-9._-]{0,63}$');

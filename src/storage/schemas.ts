@@ -4,7 +4,8 @@ import addFormatsModule from 'ajv-formats';
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import { ValidationFailedError, type ValidationIssue } from './errors.js';
-import { jsonBytes } from './limits.js';
+import { fitsInt4, jsonBytes } from './limits.js';
+import { appendAuditEvent } from './audit.js';
 
 type AddFormats = (ajv: Ajv2020) => Ajv2020;
 const addFormats: AddFormats =
@@ -98,6 +99,8 @@ export class ValidatorCache {
 
   /** The validator for a version, compiling it from the stored document once; undefined if unknown. */
   async get(db: Db, scope: SchemaScope, version: number): Promise<ValidateFunction | undefined> {
+    // A version the column cannot hold (0, negative, fractional, beyond int4) is unknown without asking.
+    if (!fitsInt4(version) || version < 1) return undefined;
     const k = this.key(scope, version);
     const hit = this.entries.get(k);
     if (hit) {
@@ -167,4 +170,62 @@ export async function activeSchema(db: Db, scope: SchemaScope): Promise<Namespac
     .limit(1)
     .executeTakeFirst();
   return row ? { version: row.version, schema: row.schema, createdAt: row.created_at } : null;
+}
+
+/** The active schema version per install and namespace as this process last saw it; writes prove it under the install lock. */
+export class ActiveSchemaCache {
+  private readonly versions = new Map<string, number | null>();
+
+  private key(scope: SchemaScope): string {
+    return `${scope.installId}/${scope.namespace}`;
+  }
+
+  async get(db: Db, scope: SchemaScope): Promise<number | null> {
+    const hit = this.versions.get(this.key(scope));
+    if (hit !== undefined) return hit;
+    const version = await activeSchemaVersion(db, scope);
+    this.remember(scope, version);
+    return version;
+  }
+
+  remember(scope: SchemaScope, version: number | null): void {
+    if (this.versions.size >= 10_000) this.versions.clear();
+    this.versions.set(this.key(scope), version);
+  }
+}
+
+/**
+ * Stores `schema` as the namespace's next version, under the install's lock (the write function
+ * takes the same lock, so no write validates against a version that stops being active meanwhile).
+ */
+export async function storeSchemaVersion(
+  db: Db,
+  scope: SchemaScope,
+  schema: unknown,
+  who: { actor: string; requestId: string | null },
+): Promise<NamespaceSchema> {
+  return db.transaction().execute(async (trx) => {
+    await trx
+      .selectFrom('ext_storage_install_locks')
+      .select('install_id')
+      .where('tenant_id', '=', scope.tenantId)
+      .where('install_id', '=', scope.installId)
+      .forUpdate()
+      .execute();
+    const version = ((await activeSchemaVersion(trx, scope)) ?? 0) + 1;
+    const row = await trx
+      .insertInto('ext_storage_schemas')
+      .values({
+        tenant_id: scope.tenantId,
+        install_id: scope.installId,
+        namespace: scope.namespace,
+        version,
+        schema: JSON.stringify(schema),
+        created_at: sql`now()`,
+      })
+      .returning(['version', 'schema', 'created_at'])
+      .executeTakeFirstOrThrow();
+    await appendAuditEvent(trx, scope, { operation: 'setNamespaceSchema', namespace: scope.namespace, actor: who.actor, requestId: who.requestId });
+    return { version: row.version, schema: row.schema, createdAt: row.created_at };
+  });
 }

@@ -1,7 +1,6 @@
 /**
- * The one-statement write path (a write into a namespace that already holds live keys): no
- * transaction, every decision re-checked on the latest rows. These races all run
- * on a live namespace so that path is the one under test; the counters are checked against a
+ * Races on a live namespace: every write is one call of ext_storage_write_v1 (no client-side
+ * transaction), which decides under the install's lock. The counters are checked against a
  * recount when the file closes (test/support/app.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,7 +20,7 @@ afterAll(async () => {
 const succeeded = (r: Result) => r.__typename === 'PutRecordSuccess';
 
 describe('an uncontended write into a live namespace', () => {
-  it('is one statement, with no transaction', async () => {
+  it('is one call of the write function, with no transaction', async () => {
     const ext = await extension(t);
     expect(succeeded(await ext.put({ namespace: 'live', key: 'seed', value: 1 }))).toBe(true);
     expect(succeeded(await ext.put({ namespace: 'live', key: 'warm', value: 1 }))).toBe(true);
@@ -30,8 +29,8 @@ describe('an uncontended write into a live namespace', () => {
     expect(r).toMatchObject({ __typename: 'PutRecordSuccess', record: { revision: 1 } });
     const sent = statements.map((s) => s.trim().split(/\s+/)[0]!.toLowerCase());
     expect(sent).not.toContain('begin');
-    expect(statements.filter((s) => s.includes('install_row AS'))).toHaveLength(1);
-    expect(statements.filter((s) => /ext_storage_(records|namespaces|install_locks|audit|schemas)/.test(s))).toHaveLength(1);
+    expect(statements.filter((s) => s.includes('ext_storage_write_v1'))).toHaveLength(1);
+    expect(statements.filter((s) => /ext_storage_(records|namespaces|install_locks|audit|schemas|expiries|write)/.test(s))).toHaveLength(1);
   });
 });
 

@@ -15,36 +15,45 @@ export interface TestDatabase {
   url: string | undefined;
   /**
    * The counters every write keeps must equal what is stored: each namespace's key count and bytes
-   * (expired-unswept records included) against a recount of the records, and each install's bytes
-   * against the sum of its namespaces. Throws naming the first rows that differ.
+   * (expired-unswept records included) and each expiry minute's keys and bytes against a recount of
+   * the records; no row for a namespace or minute that holds nothing. Throws naming the first rows that differ.
    */
   assertCountersConsistent(): Promise<void>;
   dispose(): Promise<void>;
 }
 
 async function assertCountersConsistent(handle: DatabaseHandle): Promise<void> {
-  const { rows } = await sql<Record<string, unknown>>`${sql.raw(FAN_OUT_MARK)}
-    SELECT 'namespace' AS counter, n.tenant_id, n.install_id, n.namespace, n.key_count, n.bytes,
-           coalesce(r.keys, 0) AS stored_keys, coalesce(r.bytes, 0) AS stored_bytes
-      FROM ext_storage_namespaces n
-      LEFT JOIN (SELECT tenant_id, install_id, namespace, count(*)::int AS keys, sum(value_bytes + metadata_bytes)::bigint AS bytes
-                   FROM ext_storage_records GROUP BY 1, 2, 3) r
-        ON r.tenant_id = n.tenant_id AND r.install_id = n.install_id AND r.namespace = n.namespace
-     WHERE n.key_count <> coalesce(r.keys, 0) OR n.bytes <> coalesce(r.bytes, 0)
-    UNION ALL
-    SELECT 'install', l.tenant_id, l.install_id, NULL, NULL, l.bytes, NULL, coalesce(s.bytes, 0)
-      FROM ext_storage_install_locks l
-      LEFT JOIN (SELECT tenant_id, install_id, sum(bytes)::bigint AS bytes FROM ext_storage_namespaces GROUP BY 1, 2) s
-        ON s.tenant_id = l.tenant_id AND s.install_id = l.install_id
-     WHERE l.bytes <> coalesce(s.bytes, 0)
-    UNION ALL
-    SELECT 'orphan records', r.tenant_id, r.install_id, r.namespace, count(*)::int, NULL, NULL, NULL
-      FROM ext_storage_records r
-     WHERE NOT EXISTS (SELECT 1 FROM ext_storage_namespaces n
-                        WHERE n.tenant_id = r.tenant_id AND n.install_id = r.install_id AND n.namespace = r.namespace)
-     GROUP BY 1, 2, 3, 4
-     LIMIT 5`.execute(handle.db);
+  const rows = await handle.db.transaction().execute(async (trx) => {
+    // A recount of every tenant fans out by design (design/citus.md rule 12).
+    if (onCitus) await sql`SET LOCAL citus.multi_task_query_log_level = 'notice'`.execute(trx);
+    return (await recount(trx)).rows;
+  });
   if (rows.length > 0) throw new Error(`usage counters differ from what is stored:\n${rows.map((r) => JSON.stringify(r)).join('\n')}`);
+}
+
+function recount(db: DatabaseHandle['db']) {
+  return sql<Record<string, unknown>>`${sql.raw(FAN_OUT_MARK)}
+    WITH stored AS (
+      SELECT tenant_id, install_id, namespace, count(*)::int AS keys, sum(value_bytes + metadata_bytes)::bigint AS bytes
+        FROM ext_storage_records GROUP BY 1, 2, 3
+    ), stored_minutes AS (
+      SELECT tenant_id, install_id, namespace, ext_storage_expiry_minute(ttl_expires_at) AS minute,
+             count(*)::int AS keys, sum(value_bytes + metadata_bytes)::bigint AS bytes
+        FROM ext_storage_records WHERE ttl_expires_at IS NOT NULL GROUP BY 1, 2, 3, 4
+    )
+    SELECT 'namespace' AS counter, coalesce(n.tenant_id, s.tenant_id) AS tenant_id, coalesce(n.install_id, s.install_id) AS install_id,
+           coalesce(n.namespace, s.namespace) AS namespace, NULL::timestamptz AS minute, n.key_count AS keys, n.bytes,
+           s.keys AS stored_keys, s.bytes AS stored_bytes
+      FROM ext_storage_namespaces n
+      FULL JOIN stored s ON s.tenant_id = n.tenant_id AND s.install_id = n.install_id AND s.namespace = n.namespace
+     WHERE n.key_count IS DISTINCT FROM s.keys OR n.bytes IS DISTINCT FROM s.bytes
+    UNION ALL
+    SELECT 'expiry minute', coalesce(e.tenant_id, s.tenant_id), coalesce(e.install_id, s.install_id), coalesce(e.namespace, s.namespace),
+           coalesce(e.minute, s.minute), e.keys, e.bytes, s.keys, s.bytes
+      FROM ext_storage_expiries e
+      FULL JOIN stored_minutes s ON s.tenant_id = e.tenant_id AND s.install_id = e.install_id AND s.namespace = e.namespace AND s.minute = e.minute
+     WHERE e.keys IS DISTINCT FROM s.keys OR e.bytes IS DISTINCT FROM s.bytes
+     LIMIT 5`.execute(db);
 }
 
 function databaseUrl(name: string): string {
@@ -53,21 +62,70 @@ function databaseUrl(name: string): string {
   return u.toString();
 }
 
-/** Creates an empty PostgreSQL database (name returned) for a test that manages its own server. */
+/**
+ * A Citus cluster to run the suite on (README, "Running the suite on Citus"): TEST_DATABASE_URL
+ * names the coordinator and TEST_CITUS_WORKERS its workers (host:port, comma-separated). Each
+ * test database then gets the extension on every node and the workers as its nodes, and request
+ * paths run with citus.multi_task_query_log_level = error, so a statement that fans out fails.
+ */
+export const citusWorkers = (process.env.TEST_CITUS_WORKERS ?? '')
+  .split(',')
+  .map((w) => w.trim())
+  .filter(Boolean)
+  .map((w) => {
+    const [host, port] = w.split(':');
+    return { host: host!, port: Number(port ?? 5432) };
+  });
+export const onCitus = citusWorkers.length > 0;
+
+async function onNode<T>(url: string, run: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await run(client);
+  } finally {
+    await client.end();
+  }
+}
+
+function nodeUrl(base: string, host: string, port: number, database: string): string {
+  const u = new URL(base);
+  u.hostname = host;
+  u.port = String(port);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+/** Makes a new database on the coordinator a Citus database: extension everywhere, workers added. */
+async function distribute(name: string): Promise<void> {
+  for (const w of citusWorkers) await onNode(nodeUrl(adminUrl, w.host, w.port, name), (c) => c.query('CREATE EXTENSION IF NOT EXISTS citus'));
+  const coordinator = new URL(adminUrl);
+  await onNode(databaseUrl(name), async (c) => {
+    await c.query('CREATE EXTENSION IF NOT EXISTS citus');
+    await c.query('SELECT citus_set_coordinator_host($1, $2)', [coordinator.hostname, Number(coordinator.port || 5432)]);
+    for (const w of citusWorkers) await c.query('SELECT citus_add_node($1, $2)', [w.host, w.port]);
+  });
+  await onNode(adminUrl, async (c) => {
+    // Few shards keep a test database quick to create; every statement must still stay on one of them.
+    await c.query(`ALTER DATABASE ${name} SET citus.shard_count = 4`);
+    await c.query(`ALTER DATABASE ${name} SET citus.multi_task_query_log_level = 'error'`);
+  });
+}
+
+/** Creates an empty PostgreSQL (or Citus) database (name returned) for a test that manages its own server. */
 export async function createPostgresDatabase(): Promise<{ name: string; url: string; drop(): Promise<void> }> {
   const name = `ext_storage_test_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
+  const inCluster = async (c: pg.Client, statement: string) => {
+    if (onCitus) await c.query('SET citus.enable_create_database_propagation = on');
+    await c.query(statement);
+  };
+  await onNode(adminUrl, (c) => inCluster(c, `CREATE DATABASE ${name}`));
+  if (onCitus) await distribute(name);
   return {
     name,
     url: databaseUrl(name),
     async drop() {
-      const c = new pg.Client({ connectionString: adminUrl });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
+      await onNode(adminUrl, (c) => inCluster(c, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
     },
   };
 }
