@@ -28,6 +28,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     )`.execute(db);
   if (citus) await sql`SELECT create_distributed_table('ext_storage_expiries', 'tenant_id', colocate_with => 'ext_storage_records')`.execute(db);
 
+  // The audit log reads newest first by (at, id) (src/storage/audit.ts).
+  await sql`CREATE INDEX ext_storage_audit_install_at ON ext_storage_audit (tenant_id, install_id, at DESC, id DESC)`.execute(db);
+  await sql`DROP INDEX IF EXISTS ext_storage_audit_install`.execute(db);
+
   for (const statement of FUNCTIONS) await sql.raw(statement).execute(db);
   if (citus) {
     // Helpers are propagated to every node (statements on the workers call them); the two entry
@@ -54,6 +58,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 export async function down(db: Kysely<unknown>): Promise<void> {
   for (const name of [...ENTRY_POINTS, ...HELPERS].reverse()) await sql.raw(`DROP FUNCTION IF EXISTS ${name}`).execute(db);
   await sql`DROP TABLE IF EXISTS ext_storage_expiries`.execute(db);
+  await sql`CREATE INDEX ext_storage_audit_install ON ext_storage_audit (tenant_id, install_id, id DESC)`.execute(db);
+  await sql`DROP INDEX IF EXISTS ext_storage_audit_install_at`.execute(db);
   await sql`ALTER TABLE ext_storage_install_locks ADD COLUMN seq bigint NOT NULL DEFAULT 0`.execute(db);
   await sql`ALTER TABLE ext_storage_install_locks ADD COLUMN bytes bigint NOT NULL DEFAULT 0`.execute(db);
   await allowFanOut(db);
@@ -258,14 +264,14 @@ BEGIN
   SELECT count(*) INTO v_live_after FROM (
     SELECT coalesce((v_usage->n->>0)::bigint, 0) + coalesce((v_keys_delta->>n)::int, 0) AS keys
       FROM (SELECT jsonb_object_keys(v_usage || v_keys_delta) AS n) names) after WHERE after.keys > 0;
-  IF v_live_after > v_live_before AND v_live_after > (v_quota->>'namespaces')::int THEN
-    RETURN jsonb_build_object('error', 'quota', 'quota', 'namespaces', 'allowed', (v_quota->>'namespaces')::int, 'used', v_live_before,
+  IF v_live_after > v_live_before AND v_live_after > (v_quota->>'namespaces')::bigint THEN
+    RETURN jsonb_build_object('error', 'quota', 'quota', 'namespaces', 'allowed', (v_quota->>'namespaces')::bigint, 'used', v_live_before,
       'index', (SELECT min(value::int) FROM jsonb_each_text(v_first_new) f
                  WHERE coalesce((v_usage->f.key->>0)::bigint, 0) = 0));
   END IF;
   FOR v_ns IN SELECT jsonb_object_keys(v_keys_delta) LOOP
     IF (v_keys_delta->>v_ns)::int > 0
-       AND coalesce((v_usage->v_ns->>0)::bigint, 0) + (v_keys_delta->>v_ns)::int > (v_quota->>'keys')::int THEN
+       AND coalesce((v_usage->v_ns->>0)::bigint, 0) + (v_keys_delta->>v_ns)::int > (v_quota->>'keys')::bigint THEN
       v_running := coalesce((v_usage->v_ns->>0)::bigint, 0);
       FOR i IN 0 .. v_count - 1 LOOP
         v_op := v_ops->i;
@@ -273,9 +279,9 @@ BEGIN
                    OR coalesce((v_targets->(v_ns || '/' || (v_op->>'key'))->>'live')::boolean, false);
         v_running := v_running + 1;
         v_index := i;
-        EXIT WHEN v_running > (v_quota->>'keys')::int;
+        EXIT WHEN v_running > (v_quota->>'keys')::bigint;
       END LOOP;
-      RETURN jsonb_build_object('error', 'quota', 'quota', 'keysPerNamespace', 'allowed', (v_quota->>'keys')::int,
+      RETURN jsonb_build_object('error', 'quota', 'quota', 'keysPerNamespace', 'allowed', (v_quota->>'keys')::bigint,
                                 'used', coalesce((v_usage->v_ns->>0)::bigint, 0), 'index', v_index);
     END IF;
   END LOOP;

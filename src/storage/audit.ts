@@ -20,13 +20,20 @@ export async function selectAuditPage(
   scope: Scope,
   opts: { first: number; beforeId: number | null },
 ): Promise<{ events: AuditEvent[]; hasNextPage: boolean }> {
+  // Newest first by (at, id): on Citus, events written on a worker and on the coordinator draw
+  // ids from different sequence ranges, so the id alone does not say which came first.
   let q = db
     .selectFrom('ext_storage_audit')
     .select(['id', 'at', 'actor', 'operation', 'namespace', 'key', 'revision', 'bytes_delta', 'request_id'])
     .where('tenant_id', '=', scope.tenantId)
     .where('install_id', '=', scope.installId);
-  if (opts.beforeId !== null) q = q.where('id', '<', opts.beforeId);
-  const rows = await q.orderBy('id', 'desc').limit(opts.first + 1).execute();
+  if (opts.beforeId !== null) {
+    q = q.where(
+      sql<boolean>`(at, id) < (SELECT c.at, c.id FROM ext_storage_audit c
+                                WHERE c.tenant_id = ${scope.tenantId} AND c.install_id = ${scope.installId} AND c.id = ${opts.beforeId})`,
+    );
+  }
+  const rows = await q.orderBy('at', 'desc').orderBy('id', 'desc').limit(opts.first + 1).execute();
   return {
     hasNextPage: rows.length > opts.first,
     events: rows.slice(0, opts.first).map((r) => ({
@@ -43,7 +50,10 @@ export async function selectAuditPage(
   };
 }
 
-/** Appends a non-record event (schema change, install change) inside the caller's transaction. */
+/**
+ * Appends a non-record event (schema change, install change) inside the caller's transaction,
+ * stamped with the clock after the caller's locks (as the write function stamps its events).
+ */
 export async function appendAuditEvent(
   db: Db,
   scope: Scope,
@@ -61,7 +71,7 @@ export async function appendAuditEvent(
       bytes_delta: 0,
       actor: event.actor,
       request_id: event.requestId,
-      at: sql`now()`,
+      at: sql`clock_timestamp()`,
     })
     .execute();
 }

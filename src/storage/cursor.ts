@@ -15,6 +15,8 @@ export function decodeCursor<T extends string | number>(cursor: string, kind: st
       parsed[0] === kind &&
       parsed[1] === scopeTag &&
       typeof parsed[2] === type &&
+      // A position is compared with a column: a number that column cannot hold is forged.
+      (type !== 'number' || Number.isSafeInteger(parsed[2])) &&
       (type !== 'string' || ((parsed[2] as string).isWellFormed() && !(parsed[2] as string).includes('\u0000')))
     ) {
       return parsed[2] as T;

@@ -7,22 +7,61 @@ const contractPath = new URL('../../../shared/contract/schema.graphql', import.m
 const checkedInPath = new URL('../../schema/schema.graphql', import.meta.url);
 
 /**
- * Contract fields the server may still answer "not implemented" for. Empty: every field of the
- * contract is implemented (the guards issue emptied it).
+ * Contract items not built yet, each exactly as graphql-js describes its absence, grouped by the
+ * issue that builds it. The issues empty this list; an entry that is no longer reported missing
+ * fails the test below, so the list cannot outlive what it excuses.
  */
-const NOT_IMPLEMENTED_YET: string[] = [];
+const NOT_BUILT_YET: string[] = [
+  // Issue 13 (clients and ecosystem): Relay global object identification, totalCount.
+  'Node was removed.',
+  'Query.node was removed.',
+  'Install no longer implements interface Node.',
+  'Namespace.id was removed.',
+  'Namespace no longer implements interface Node.',
+  'Record.id was removed.',
+  'Record.installId was removed.',
+  'Record no longer implements interface Node.',
+  'RecordConnection.totalCount was removed.',
+  'PageInfo.hasPreviousPage was removed.',
+  'PageInfo.startCursor was removed.',
+  // Issue 14 (transactions and counters): commit, incrementRecord.
+  'CommitInput was removed.',
+  'CommitCheck was removed.',
+  'CommitOperation was removed.',
+  'CommitPut was removed.',
+  'CommitDelete was removed.',
+  'CommitIncrement was removed.',
+  'Standard scalar Float was removed because it is not referenced anymore.',
+  'IncrementRecordInput was removed.',
+  'CommitResult was removed.',
+  'IncrementRecordResult was removed.',
+  'CommitSuccess was removed.',
+  'CommitConflict was removed.',
+  'CheckConflict was removed.',
+  'Mutation.commit was removed.',
+  'Mutation.incrementRecord was removed.',
+  // Issue 15 (change feed, subscriptions, export and import).
+  'Subscription was removed.',
+  'ChangeOperation was removed.',
+  'Change was removed.',
+  'ChangeConnection was removed.',
+  'ChangeEdge was removed.',
+  'Query.changes was removed.',
+  'Install.changesCursor was removed.',
+  'CURSOR_EXPIRED was removed from enum type StorageErrorCode.',
+];
 
 describe('the printed schema', () => {
   it('is checked in and current (run `npm run print-schema` after changing the API)', () => {
     expect(readFileSync(checkedInPath, 'utf8')).toBe(printedSchema());
   });
 
-  it('has no breaking change against contract/schema.graphql', () => {
+  it('has no breaking change against contract/schema.graphql (beyond the items listed as not built yet)', () => {
     const contract = buildSchema(readFileSync(contractPath, 'utf8'));
-    const breaking = findBreakingChanges(contract, buildSchema(printedSchema()))
-      .map((c) => c.description)
-      .filter((d) => !NOT_IMPLEMENTED_YET.some((field) => d.includes(field)));
-    expect(breaking).toEqual([]);
+    const breaking = findBreakingChanges(contract, buildSchema(printedSchema())).map((c) => c.description);
+    expect(breaking.filter((d) => !NOT_BUILT_YET.includes(d))).toEqual([]);
+    // An item built since must leave the list.
+    expect(NOT_BUILT_YET.filter((d) => !breaking.includes(d))).toEqual([]);
   });
 
   it('has no dangerous change either (argument defaults, enum values, union members)', () => {

@@ -8,6 +8,7 @@ import { backend, createPostgresDatabase, openTestDatabase } from '../support/db
 
 const tenantId = '3d1f9a2e-5b6c-4d7e-8f90-1a2b3c4d5e6f';
 const installId = '7e8f9a0b-1c2d-4e3f-8a5b-6c7d8e9f0a1b';
+const ALL_UP = ['Up 001_storage_tables', 'Up 002_schemas_and_audit', 'Up 003_install_write_sequence', 'Up 004_install_bytes', 'Up 005_write_function'];
 const caller = { principal: { kind: 'admin' as const, tenantId, actor: 'migration-test' }, requestId: null };
 
 async function tableExists(db: Parameters<typeof migrationsApplied>[0], name: string): Promise<boolean> {
@@ -16,44 +17,43 @@ async function tableExists(db: Parameters<typeof migrationsApplied>[0], name: st
 }
 
 describe('migrations: up, down, up again keep the data the down migration promises to keep', () => {
-  it('dropping the write-sequence column keeps every row, and writes work again after re-applying it', async () => {
+  it('dropping the write function (005) restores the install byte counter equal to its namespaces, and re-applying it writes again', async () => {
     const t = await openTestDatabase();
     opened.push(t);
     const db = t.handle.db;
     const storage = new Storage(db, loadConfig({ NODE_ENV: 'test' }));
     await storage.upsertInstall(caller, { id: installId, extensionId: 'x', enabled: true, canRead: true, canWrite: true });
-    await storage.putRecord(caller, { installId, namespace: 'ns', key: 'a', value: 1 });
-    expect(await migrateDown(db)).toEqual(['Down 004_install_bytes']);
-    expect(await migrateDown(db)).toEqual(['Down 003_install_write_sequence']);
-    const { rows } = await sql<{ n: number }>`
-      SELECT count(*)::int AS n FROM ext_storage_install_locks WHERE tenant_id = ${tenantId}::uuid`.execute(db);
-    expect(rows[0]!.n).toBe(1);
-    expect(await migrateToLatest(db)).toEqual(['Up 003_install_write_sequence', 'Up 004_install_bytes']);
-    expect((await storage.putRecord(caller, { installId, namespace: 'ns', key: 'a', value: 2, ifRevision: 1 })).revision).toBe(2);
+    await storage.putRecord(caller, { installId, namespace: 'one', key: 'a', value: 'x'.repeat(100), ttlSeconds: 600 });
+    await storage.putRecord(caller, { installId, namespace: 'two', key: 'b', value: 'y'.repeat(50), metadata: { m: 1 } });
+    expect(await migrateDown(db)).toEqual(['Down 005_write_function']);
+    expect(await tableExists(db, 'ext_storage_expiries')).toBe(false);
+    const { rows } = await sql<{ install: number }>`
+      SELECT bytes::int AS install FROM ext_storage_install_locks WHERE tenant_id = ${tenantId}::uuid AND install_id = ${installId}::uuid`.execute(db);
+    expect(rows[0]!.install).toBe(102 + 2 + 52 + JSON.stringify({ m: 1 }).length);
+    expect(await migrateToLatest(db)).toEqual(['Up 005_write_function']);
+    await t.assertCountersConsistent();
+    expect((await storage.putRecord(caller, { installId, namespace: 'one', key: 'a', value: 2, ifRevision: 1 })).revision).toBe(2);
+    await t.assertCountersConsistent();
   });
 
-  it('the install-bytes column is backfilled from the namespace counters, and writes keep it equal to them', async () => {
+  it('applying 005 backfills the expiry minutes and drops namespace rows that hold nothing', async () => {
     const t = await openTestDatabase();
     opened.push(t);
     const db = t.handle.db;
     const storage = new Storage(db, loadConfig({ NODE_ENV: 'test' }));
     await storage.upsertInstall(caller, { id: installId, extensionId: 'x', enabled: true, canRead: true, canWrite: true });
-    await storage.putRecord(caller, { installId, namespace: 'one', key: 'a', value: 'x'.repeat(100) });
-    await storage.putRecord(caller, { installId, namespace: 'two', key: 'b', value: 'y'.repeat(50), metadata: { m: 1 } });
-    const installBytes = async () => {
-      const { rows } = await sql<{ install: number; namespaces: number }>`
-        SELECT l.bytes::int AS install, (SELECT sum(n.bytes)::int FROM ext_storage_namespaces n
-                                          WHERE n.tenant_id = ${tenantId}::uuid AND n.install_id = l.install_id) AS namespaces
-          FROM ext_storage_install_locks l WHERE l.tenant_id = ${tenantId}::uuid AND l.install_id = ${installId}::uuid`.execute(db);
-      return rows[0]!;
-    };
-    const expected = 102 + 2 + 52 + JSON.stringify({ m: 1 }).length;
-    expect(await installBytes()).toEqual({ install: expected, namespaces: expected });
-    expect(await migrateDown(db)).toEqual(['Down 004_install_bytes']);
-    // Written while the column is gone: the backfill must count it.
-    await sql`UPDATE ext_storage_namespaces SET bytes = bytes + 5 WHERE tenant_id = ${tenantId}::uuid AND namespace = 'one'`.execute(db);
-    expect(await migrateToLatest(db)).toEqual(['Up 004_install_bytes']);
-    expect(await installBytes()).toEqual({ install: expected + 5, namespaces: expected + 5 });
+    expect(await migrateDown(db)).toEqual(['Down 005_write_function']);
+    // As the write path before 005 left them: records with TTLs, and a namespace row emptied by deletes.
+    await sql`INSERT INTO ext_storage_records (tenant_id, install_id, namespace, key, value, metadata, value_bytes, metadata_bytes, revision,
+                                               ttl_expires_at, created_at, updated_at)
+              SELECT ${tenantId}::uuid, ${installId}::uuid, 'ns', k, v::jsonb, '{}', length(v), 2, 1, now() + d, now(), now()
+                FROM (VALUES ('soon', '1', interval '10 minutes'), ('later', '22', interval '2 hours')) AS x(k, v, d)`.execute(db);
+    await sql`INSERT INTO ext_storage_namespaces (tenant_id, install_id, namespace, key_count, bytes)
+              SELECT ${tenantId}::uuid, ${installId}::uuid, n, c, b FROM (VALUES ('ns', 2, 7), ('empty', 0, 0)) AS x(n, c, b)`.execute(db);
+    expect(await migrateToLatest(db)).toEqual(['Up 005_write_function']);
+    await t.assertCountersConsistent();
+    const scope = await storage.resolveInstall(caller, installId, 'read');
+    expect(await storage.usage(scope)).toEqual({ namespaces: 1, keys: 2, bytes: 7 });
   });
 
   const opened: Array<{ dispose(): Promise<void> }> = [];
@@ -70,6 +70,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
     await storage.putRecord(caller, { installId, namespace: 'ns', key: 'kept', value: { n: 1 } });
     expect(await migrationsApplied(db)).toBe(true);
 
+    expect(await migrateDown(db)).toEqual(['Down 005_write_function']);
     expect(await migrateDown(db)).toEqual(['Down 004_install_bytes']);
     expect(await migrateDown(db)).toEqual(['Down 003_install_write_sequence']);
     expect(await migrateDown(db)).toEqual(['Down 002_schemas_and_audit']);
@@ -80,7 +81,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
       SELECT key, revision FROM ext_storage_records WHERE tenant_id = ${tenantId}::uuid`.execute(db);
     expect(rows).toEqual([{ key: 'kept', revision: 1 }]);
 
-    expect(await migrateToLatest(db)).toEqual(['Up 002_schemas_and_audit', 'Up 003_install_write_sequence', 'Up 004_install_bytes']);
+    expect(await migrateToLatest(db)).toEqual(['Up 002_schemas_and_audit', 'Up 003_install_write_sequence', 'Up 004_install_bytes', 'Up 005_write_function']);
     const again = new Storage(db, loadConfig({ NODE_ENV: 'test' }));
     const scope = await again.resolveInstall(caller, installId, 'read');
     expect((await again.readRecords(scope, 'ns', ['kept'])).get('kept')?.value).toEqual({ n: 1 });
@@ -93,14 +94,11 @@ describe('migrations: up, down, up again keep the data the down migration promis
     const t = await openTestDatabase();
     opened.push(t);
     const db = t.handle.db;
-    await migrateDown(db);
-    await migrateDown(db);
-    await migrateDown(db);
-    await migrateDown(db);
-    for (const table of ['ext_storage_records', 'ext_storage_installs', 'ext_storage_namespaces', 'ext_storage_install_locks']) {
+    for (let i = 0; i < 5; i++) await migrateDown(db);
+    for (const table of ['ext_storage_records', 'ext_storage_installs', 'ext_storage_namespaces', 'ext_storage_install_locks', 'ext_storage_expiries']) {
       expect(await tableExists(db, table)).toBe(false);
     }
-    expect(await migrateToLatest(db)).toEqual(['Up 001_storage_tables', 'Up 002_schemas_and_audit', 'Up 003_install_write_sequence', 'Up 004_install_bytes']);
+    expect(await migrateToLatest(db)).toEqual(ALL_UP);
     expect(await migrationsApplied(db)).toBe(true);
   });
 });
@@ -112,7 +110,7 @@ describe.skipIf(backend !== 'postgres')('two instances starting at once', () => 
     const handles = await Promise.all([openDatabase(cfg), openDatabase(cfg), openDatabase(cfg)]);
     try {
       const results = await Promise.all(handles.map((h) => migrateToLatest(h.db)));
-      expect(results.flat().sort()).toEqual(['Up 001_storage_tables', 'Up 002_schemas_and_audit', 'Up 003_install_write_sequence', 'Up 004_install_bytes']);
+      expect(results.flat().sort()).toEqual(ALL_UP);
       for (const h of handles) expect(await migrationsApplied(h.db)).toBe(true);
     } finally {
       for (const h of handles) await h.close();

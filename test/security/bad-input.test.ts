@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type GqlResult, type TestApp, type TestInstall } from '../support/app.js';
 import { adminView, errorCodes, expectNoInternals, PUT, rawRequest } from './support.js';
 import { FAN_OUT_MARK } from '../support/citus-guard.js';
+import { withFanOut } from '../support/db.js';
 
 let t: TestApp;
 let install: TestInstall;
@@ -274,7 +275,9 @@ describe('SQL injection attempts are plain data', () => {
     expect(read.body.errors).toBeUndefined();
     expect(read.body.data).toEqual({ record: { key: injection, value: { v: injection } }, recordList: { edges: [{ node: { key: injection } }] } });
     // Across every tenant on purpose: the key must exist exactly once anywhere.
-    const rows = await sql<{ n: number }>`${sql.raw(FAN_OUT_MARK)} SELECT count(*)::int AS n FROM ext_storage_records WHERE key = ${injection}`.execute(t.database.handle.db);
+    const rows = await withFanOut(t.database.handle.db, (db) =>
+      sql<{ n: number }>`${sql.raw(FAN_OUT_MARK)} SELECT count(*)::int AS n FROM ext_storage_records WHERE key = ${injection}`.execute(db),
+    );
     expect(rows.rows[0]?.n).toBe(1);
   });
 

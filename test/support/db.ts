@@ -22,12 +22,16 @@ export interface TestDatabase {
   dispose(): Promise<void>;
 }
 
-async function assertCountersConsistent(handle: DatabaseHandle): Promise<void> {
-  const rows = await handle.db.transaction().execute(async (trx) => {
-    // A recount of every tenant fans out by design (design/citus.md rule 12).
+/** Runs a test's deliberately cross-tenant statements (design/citus.md rule 12), allowed to fan out on Citus. */
+export function withFanOut<T>(db: DatabaseHandle['db'], run: (trx: DatabaseHandle['db']) => Promise<T>): Promise<T> {
+  return db.transaction().execute(async (trx) => {
     if (onCitus) await sql`SET LOCAL citus.multi_task_query_log_level = 'notice'`.execute(trx);
-    return (await recount(trx)).rows;
+    return run(trx);
   });
+}
+
+async function assertCountersConsistent(handle: DatabaseHandle): Promise<void> {
+  const rows = (await withFanOut(handle.db, recount)).rows;
   if (rows.length > 0) throw new Error(`usage counters differ from what is stored:\n${rows.map((r) => JSON.stringify(r)).join('\n')}`);
 }
 
