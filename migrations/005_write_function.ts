@@ -6,9 +6,9 @@ import { allowFanOut, hasCitus, sequentialShardCommands } from '../src/db/citus.
  * is distributed by tenant and delegated whole to the worker that holds the tenant, so a write is
  * one round trip, one node and a one-phase commit; on PostgreSQL and PGlite it is a plain function.
  *
- * - `ext_storage_expiries`: stored keys and bytes per namespace and expiry minute, so live usage is
- *   counters minus whole past minutes minus the records of the current minute, whatever the size
- *   of the expired-but-unswept backlog.
+ * - `ext_storage_expiries`: stored keys and bytes per namespace and expiry bucket (minutes, and
+ *   seconds), so live usage is counters minus whole past minutes, minus the past seconds of this
+ *   minute, minus the expired records of this second, whatever the size of the expired backlog.
  * - The install lock row goes back to being only a lock: the byte counter (migration 004) and the
  *   write sequence (migration 003) are dropped; install bytes are the sum of the namespace rows
  *   (one source of truth), and namespace rows are deleted when they hold no record.
@@ -21,10 +21,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       tenant_id uuid NOT NULL,
       install_id uuid NOT NULL,
       namespace text COLLATE "C" NOT NULL,
-      minute timestamptz NOT NULL,
+      width smallint NOT NULL,
+      bucket timestamptz NOT NULL,
       keys integer NOT NULL,
       bytes bigint NOT NULL,
-      PRIMARY KEY (tenant_id, install_id, namespace, minute)
+      PRIMARY KEY (tenant_id, install_id, namespace, width, bucket)
     )`.execute(db);
   if (citus) await sql`SELECT create_distributed_table('ext_storage_expiries', 'tenant_id', colocate_with => 'ext_storage_records')`.execute(db);
 
@@ -45,10 +46,12 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await allowFanOut(db);
   // The markers are the Citus guard's (test/support/citus-guard.ts): deliberate cross-tenant statements.
   await sql`/* citus: fans out by design */
-    INSERT INTO ext_storage_expiries (tenant_id, install_id, namespace, minute, keys, bytes)
-    SELECT tenant_id, install_id, namespace, ext_storage_expiry_minute(ttl_expires_at), count(*)::int, sum(value_bytes + metadata_bytes)::bigint
-      FROM ext_storage_records WHERE ttl_expires_at IS NOT NULL
-     GROUP BY tenant_id, install_id, namespace, ext_storage_expiry_minute(ttl_expires_at)`.execute(db);
+    INSERT INTO ext_storage_expiries (tenant_id, install_id, namespace, width, bucket, keys, bytes)
+    SELECT r.tenant_id, r.install_id, r.namespace, w.width, ext_storage_expiry_bucket(r.ttl_expires_at, w.width),
+           count(*)::int, sum(r.value_bytes + r.metadata_bytes)::bigint
+      FROM ext_storage_records r CROSS JOIN (VALUES (60::smallint), (1::smallint)) AS w(width)
+     WHERE r.ttl_expires_at IS NOT NULL
+     GROUP BY r.tenant_id, r.install_id, r.namespace, w.width, ext_storage_expiry_bucket(r.ttl_expires_at, w.width)`.execute(db);
   await sql`/* citus: fans out by design */ DELETE FROM ext_storage_namespaces WHERE key_count = 0`.execute(db);
   await sql`ALTER TABLE ext_storage_install_locks DROP COLUMN IF EXISTS bytes`.execute(db);
   await sql`ALTER TABLE ext_storage_install_locks DROP COLUMN IF EXISTS seq`.execute(db);
@@ -73,7 +76,7 @@ export async function down(db: Kysely<unknown>): Promise<void> {
 const HELPERS = [
   'ext_storage_is_live(timestamptz, timestamptz)',
   'ext_storage_revision_matches(bigint, integer)',
-  'ext_storage_expiry_minute(timestamptz)',
+  'ext_storage_expiry_bucket(timestamptz, smallint)',
   'ext_storage_live_usage(uuid, uuid, timestamptz)',
 ];
 const ENTRY_POINTS = ['ext_storage_write_v1(uuid, uuid, jsonb)', 'ext_storage_usage_v1(uuid, uuid)'];
@@ -90,14 +93,16 @@ const FUNCTIONS = [
      LANGUAGE sql IMMUTABLE PARALLEL SAFE
      AS $$ SELECT $1 IS NULL OR $1 = coalesce($2, 0) $$`,
 
-  // The expiry minute a record is counted under in ext_storage_expiries (epoch arithmetic: no time zone).
-  `CREATE FUNCTION ext_storage_expiry_minute(expires_at timestamptz) RETURNS timestamptz
+  // The start of the bucket of \`width\` seconds (60 or 1) a record is counted under in
+  // ext_storage_expiries (epoch arithmetic: no time zone).
+  `CREATE FUNCTION ext_storage_expiry_bucket(expires_at timestamptz, width smallint) RETURNS timestamptz
      LANGUAGE sql IMMUTABLE PARALLEL SAFE
-     AS $$ SELECT to_timestamp(floor(extract(epoch FROM $1) / 60) * 60) $$`,
+     AS $$ SELECT to_timestamp(floor(extract(epoch FROM $1) / $2) * $2) $$`,
 
   // Rule: live usage at instant \`at\` = stored counters - records of whole past expiry minutes -
-  // expired records of the current minute. Its cost depends on namespaces, past minutes still
-  // holding records and one minute of records: never on how many expired records wait for a sweep.
+  // records of the whole past seconds of the current minute - expired records of the current
+  // second. Its cost depends on namespaces, past minutes still holding records, at most 59
+  // seconds and one second of records: never on how many expired records wait for a sweep.
   // PL/pgSQL, not SQL: Citus plans no parameterised SQL-function query on distributed tables.
   `CREATE FUNCTION ext_storage_live_usage(p_tenant_id uuid, p_install_id uuid, p_at timestamptz)
      RETURNS TABLE (namespace text, keys bigint, bytes bigint)
@@ -112,13 +117,15 @@ const FUNCTIONS = [
          LEFT JOIN (SELECT e.tenant_id, e.namespace, sum(e.keys) AS keys, sum(e.bytes) AS bytes
                       FROM ext_storage_expiries e
                      WHERE e.tenant_id = p_tenant_id AND e.install_id = p_install_id
-                       AND e.minute < ext_storage_expiry_minute(p_at)
+                       AND ((e.width = 60 AND e.bucket < ext_storage_expiry_bucket(p_at, 60::smallint))
+                            OR (e.width = 1 AND e.bucket >= ext_storage_expiry_bucket(p_at, 60::smallint)
+                                AND e.bucket < ext_storage_expiry_bucket(p_at, 1::smallint)))
                      GROUP BY e.tenant_id, e.namespace) m
            ON m.tenant_id = n.tenant_id AND m.namespace = n.namespace
          LEFT JOIN (SELECT r.tenant_id, r.namespace, count(*) AS keys, sum(r.value_bytes + r.metadata_bytes) AS bytes
                       FROM ext_storage_records r
                      WHERE r.tenant_id = p_tenant_id AND r.install_id = p_install_id
-                       AND r.ttl_expires_at >= ext_storage_expiry_minute(p_at) AND r.ttl_expires_at <= p_at
+                       AND r.ttl_expires_at >= ext_storage_expiry_bucket(p_at, 1::smallint) AND r.ttl_expires_at <= p_at
                      GROUP BY r.tenant_id, r.namespace) c
            ON c.tenant_id = n.tenant_id AND c.namespace = n.namespace
         WHERE n.tenant_id = p_tenant_id AND n.install_id = p_install_id;
@@ -157,8 +164,9 @@ const FUNCTIONS = [
  *     commit, so its reads (targets, usage, active schema) cannot change before it commits.
  *  I2 "Now" is taken once, after the lock is held: expiry, TTL and timestamps all use it.
  *  I3 Nothing is modified until every check passed (a refused write leaves no trace).
- *  I4 Every change of a stored record moves its namespace counter and its expiry minute by the
- *     same keys and bytes, in the same call; rows that reach zero are deleted.
+ *  I4 Every change of a stored record moves its namespace counter and its expiry buckets (the
+ *     minute and the second) by the same keys and bytes, in the same call; rows that reach zero
+ *     are deleted.
  */
 function WRITE_FUNCTION(): string {
   return `CREATE FUNCTION ext_storage_write_v1(p_tenant_id uuid, p_install_id uuid, p_request jsonb) RETURNS jsonb
@@ -366,7 +374,7 @@ BEGIN
                    'createdAt', coalesce(v_target->'createdAt', to_jsonb(v_now)), 'updatedAt', v_now));
   END LOOP;
 
-  -- I4: counters and expiry minutes move together; rows that reach zero go.
+  -- I4: counters and expiry buckets move together; rows that reach zero go.
   FOR v_row IN SELECT m.namespace, sum(m.keys)::int AS keys, sum(m.bytes)::bigint AS bytes
                  FROM jsonb_to_recordset(v_moves) AS m(namespace text, keys int, bytes bigint) GROUP BY m.namespace LOOP
     CONTINUE WHEN v_row.keys = 0 AND v_row.bytes = 0;
@@ -377,16 +385,19 @@ BEGIN
     DELETE FROM ext_storage_namespaces
      WHERE tenant_id = p_tenant_id AND install_id = p_install_id AND namespace = v_row.namespace AND key_count = 0;
   END LOOP;
-  FOR v_row IN SELECT m.namespace, ext_storage_expiry_minute(m."expiresAt") AS minute, sum(m.keys)::int AS keys, sum(m.bytes)::bigint AS bytes
+  FOR v_row IN SELECT m.namespace, w.width, ext_storage_expiry_bucket(m."expiresAt", w.width) AS bucket,
+                      sum(m.keys)::int AS keys, sum(m.bytes)::bigint AS bytes
                  FROM jsonb_to_recordset(v_moves) AS m(namespace text, "expiresAt" timestamptz, keys int, bytes bigint)
-                WHERE m."expiresAt" IS NOT NULL GROUP BY 1, 2 LOOP
+                CROSS JOIN (VALUES (60::smallint), (1::smallint)) AS w(width)
+                WHERE m."expiresAt" IS NOT NULL GROUP BY 1, 2, 3 LOOP
     CONTINUE WHEN v_row.keys = 0 AND v_row.bytes = 0;
-    INSERT INTO ext_storage_expiries AS e (tenant_id, install_id, namespace, minute, keys, bytes)
-    VALUES (p_tenant_id, p_install_id, v_row.namespace, v_row.minute, v_row.keys, v_row.bytes)
-    ON CONFLICT (tenant_id, install_id, namespace, minute)
+    INSERT INTO ext_storage_expiries AS e (tenant_id, install_id, namespace, width, bucket, keys, bytes)
+    VALUES (p_tenant_id, p_install_id, v_row.namespace, v_row.width, v_row.bucket, v_row.keys, v_row.bytes)
+    ON CONFLICT (tenant_id, install_id, namespace, width, bucket)
       DO UPDATE SET keys = e.keys + EXCLUDED.keys, bytes = e.bytes + EXCLUDED.bytes;
     DELETE FROM ext_storage_expiries
-     WHERE tenant_id = p_tenant_id AND install_id = p_install_id AND namespace = v_row.namespace AND minute = v_row.minute AND keys = 0;
+     WHERE tenant_id = p_tenant_id AND install_id = p_install_id AND namespace = v_row.namespace
+       AND width = v_row.width AND bucket = v_row.bucket AND keys = 0;
   END LOOP;
 
   RETURN jsonb_build_object('ok', true, 'results', v_results, 'swept', jsonb_array_length(v_gone),

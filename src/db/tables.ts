@@ -58,12 +58,13 @@ export interface NamespacesTable {
   bytes: number;
 }
 
-/** Stored keys and bytes per namespace and expiry minute (records with a TTL), moved with the counters. */
+/** Stored keys and bytes per namespace and expiry bucket of `width` seconds (60 and 1; records with a TTL), moved with the counters. */
 export interface ExpiriesTable {
   tenant_id: string;
   install_id: string;
   namespace: string;
-  minute: Timestamp;
+  width: number;
+  bucket: Timestamp;
   keys: number;
   bytes: number;
 }

@@ -151,13 +151,13 @@ describe('I3: nothing is modified until every check passed', () => {
   });
 });
 
-describe('I4: counters and expiry minutes move with every stored change; empty rows go', () => {
+describe('I4: counters and expiry buckets move with every stored change; empty rows go', () => {
   it('a namespace emptied by deletes leaves no counter row and no expiry row', async () => {
     const c = await extensionClient(t);
     await c.put({ namespace: 'tmp', key: 'a', value: 1, ttlSeconds: 60 });
     await c.put({ namespace: 'tmp', key: 'b', value: 1 });
     expect(await rowCount('ext_storage_namespaces', c.install)).toBe(1);
-    expect(await rowCount('ext_storage_expiries', c.install)).toBe(1);
+    expect(await rowCount('ext_storage_expiries', c.install)).toBe(2); // its minute and its second
     await c.put({ namespace: 'tmp', key: 'a', value: 2, ttlSeconds: 600 });
     await c.put({ namespace: 'tmp', key: 'a', value: 3 });
     expect(await rowCount('ext_storage_expiries', c.install)).toBe(0);
@@ -167,11 +167,11 @@ describe('I4: counters and expiry minutes move with every stored change; empty r
     await t.database.assertCountersConsistent();
   });
 
-  it('usage excludes records expired in earlier minutes and in the current minute alike', async () => {
+  it('usage excludes records expired in earlier minutes, earlier seconds and the current second alike', async () => {
     const c = await extensionClient(t);
     await c.put({ namespace: 'ns', key: 'live', value: 'x' });
     await c.put({ namespace: 'ns', key: 'short', value: 'x', ttlSeconds: 1 });
-    // Moved into an earlier minute directly, as if it had expired long ago (its counters move with it).
+    // Moved an hour back directly, as if it had expired long ago (its buckets move with it).
     await t.database.handle.db
       .updateTable('ext_storage_records')
       .set({ ttl_expires_at: new Date(Date.now() - 3_600_000) })
@@ -179,12 +179,22 @@ describe('I4: counters and expiry minutes move with every stored change; empty r
       .where('install_id', '=', c.install.id)
       .where('key', '=', 'short')
       .execute();
-    await t.database.handle.db
-      .updateTable('ext_storage_expiries')
-      .set({ minute: new Date(Math.floor((Date.now() - 3_600_000) / 60_000) * 60_000) })
+    const past = (await t.database.handle.db
+      .selectFrom('ext_storage_records')
+      .select('ttl_expires_at')
       .where('tenant_id', '=', c.install.tenantId)
       .where('install_id', '=', c.install.id)
-      .execute();
+      .where('key', '=', 'short')
+      .executeTakeFirstOrThrow()).ttl_expires_at!.getTime();
+    for (const width of [60, 1]) {
+      await t.database.handle.db
+        .updateTable('ext_storage_expiries')
+        .set({ bucket: new Date(Math.floor(past / (width * 1000)) * width * 1000) })
+        .where('tenant_id', '=', c.install.tenantId)
+        .where('install_id', '=', c.install.id)
+        .where('width', '=', width)
+        .execute();
+    }
     await c.put({ namespace: 'ns', key: 'now', value: 'x', ttlSeconds: 1 });
     await sleep(1300);
     expect((await c.usage('ns')).usage).toMatchObject({ namespaces: 1, keys: 1 });

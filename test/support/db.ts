@@ -15,8 +15,8 @@ export interface TestDatabase {
   url: string | undefined;
   /**
    * The counters every write keeps must equal what is stored: each namespace's key count and bytes
-   * (expired-unswept records included) and each expiry minute's keys and bytes against a recount of
-   * the records; no row for a namespace or minute that holds nothing. Throws naming the first rows that differ.
+   * (expired-unswept records included) and each expiry bucket's keys and bytes against a recount of
+   * the records; no row for a namespace or bucket that holds nothing. Throws naming the first rows that differ.
    */
   assertCountersConsistent(): Promise<void>;
   dispose(): Promise<void>;
@@ -40,22 +40,24 @@ function recount(db: DatabaseHandle['db']) {
     WITH stored AS (
       SELECT tenant_id, install_id, namespace, count(*)::int AS keys, sum(value_bytes + metadata_bytes)::bigint AS bytes
         FROM ext_storage_records GROUP BY 1, 2, 3
-    ), stored_minutes AS (
-      SELECT tenant_id, install_id, namespace, ext_storage_expiry_minute(ttl_expires_at) AS minute,
-             count(*)::int AS keys, sum(value_bytes + metadata_bytes)::bigint AS bytes
-        FROM ext_storage_records WHERE ttl_expires_at IS NOT NULL GROUP BY 1, 2, 3, 4
+    ), stored_buckets AS (
+      SELECT r.tenant_id, r.install_id, r.namespace, w.width, ext_storage_expiry_bucket(r.ttl_expires_at, w.width) AS bucket,
+             count(*)::int AS keys, sum(r.value_bytes + r.metadata_bytes)::bigint AS bytes
+        FROM ext_storage_records r CROSS JOIN (VALUES (60::smallint), (1::smallint)) AS w(width)
+       WHERE r.ttl_expires_at IS NOT NULL GROUP BY 1, 2, 3, 4, 5
     )
     SELECT 'namespace' AS counter, coalesce(n.tenant_id, s.tenant_id) AS tenant_id, coalesce(n.install_id, s.install_id) AS install_id,
-           coalesce(n.namespace, s.namespace) AS namespace, NULL::timestamptz AS minute, n.key_count AS keys, n.bytes,
+           coalesce(n.namespace, s.namespace) AS namespace, NULL::timestamptz AS bucket, n.key_count AS keys, n.bytes,
            s.keys AS stored_keys, s.bytes AS stored_bytes
       FROM ext_storage_namespaces n
       FULL JOIN stored s ON s.tenant_id = n.tenant_id AND s.install_id = n.install_id AND s.namespace = n.namespace
      WHERE n.key_count IS DISTINCT FROM s.keys OR n.bytes IS DISTINCT FROM s.bytes
     UNION ALL
-    SELECT 'expiry minute', coalesce(e.tenant_id, s.tenant_id), coalesce(e.install_id, s.install_id), coalesce(e.namespace, s.namespace),
-           coalesce(e.minute, s.minute), e.keys, e.bytes, s.keys, s.bytes
+    SELECT 'expiry bucket of ' || coalesce(e.width, s.width) || ' s', coalesce(e.tenant_id, s.tenant_id), coalesce(e.install_id, s.install_id),
+           coalesce(e.namespace, s.namespace), coalesce(e.bucket, s.bucket), e.keys, e.bytes, s.keys, s.bytes
       FROM ext_storage_expiries e
-      FULL JOIN stored_minutes s ON s.tenant_id = e.tenant_id AND s.install_id = e.install_id AND s.namespace = e.namespace AND s.minute = e.minute
+      FULL JOIN stored_buckets s ON s.tenant_id = e.tenant_id AND s.install_id = e.install_id AND s.namespace = e.namespace
+                                AND s.width = e.width AND s.bucket = e.bucket
      WHERE e.keys IS DISTINCT FROM s.keys OR e.bytes IS DISTINCT FROM s.bytes
      LIMIT 5`.execute(db);
 }
