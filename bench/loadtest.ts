@@ -340,16 +340,6 @@ async function checkQuotas(database: DatabaseHandle, storage: Storage, installs:
           if (u.keyCount > quota.maxKeysPerNamespace) problems.push(`${u.namespace}: ${u.keyCount} keys > quota ${quota.maxKeysPerNamespace}`);
         }
         for (const [ns] of recount) if (!usage.some((u) => u.namespace === ns)) problems.push(`${ns}: records but no usage row`);
-        // The install's raw byte counter (expired-unswept included) must equal its namespaces' raw counters.
-        const { rows: raw } = await sql<{ install_bytes: number; namespace_bytes: number }>`
-          SELECT l.bytes AS install_bytes,
-                 (SELECT coalesce(sum(bytes), 0)::bigint FROM ext_storage_namespaces
-                   WHERE tenant_id = ${install.tenantId}::uuid AND install_id = ${install.id}::uuid) AS namespace_bytes
-            FROM ext_storage_install_locks l
-           WHERE l.tenant_id = ${install.tenantId}::uuid AND l.install_id = ${install.id}::uuid`.execute(trx);
-        if (raw[0] && Number(raw[0].install_bytes) !== Number(raw[0].namespace_bytes)) {
-          problems.push(`install byte counter ${raw[0].install_bytes} ≠ namespace counters ${raw[0].namespace_bytes}`);
-        }
         const total = {
           namespaces: usage.filter((u) => u.keyCount > 0).length,
           keys: usage.reduce((s, u) => s + u.keyCount, 0),

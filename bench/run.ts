@@ -10,10 +10,14 @@
  * measured run has its own short warm-up. CPU per request comes from /proc (user + system, all
  * threads of the server process): on a shared machine it is steadier than requests per second.
  *
+ * The ttl-backlog scenario (bench/ttl-backlog.ts) runs after them, on its own database and gateway:
+ * put and usage on an install with 100,000 expired, unswept records against one without.
+ *
  * Flags (or env): --duration/BENCH_DURATION seconds per run (6), --warmup/BENCH_WARMUP (1),
  * --connections/BENCH_CONNECTIONS (16), --only/BENCH_SCENARIOS (comma list), --profile/BENCH_CPU_PROF=1
- * (writes a .cpuprofile of the gateway and prints where its CPU went). DATABASE_URL: use that database
- * (kept) instead of creating and dropping one. BENCH_PIN=0: no CPU pinning.
+ * (writes a .cpuprofile of the gateway and prints where its CPU went), --backlog-records/
+ * BENCH_TTL_BACKLOG_RECORDS (100000), --backlog-put-seconds/BENCH_TTL_PUT_SECONDS (3). DATABASE_URL: use
+ * that database (kept) instead of creating and dropping one. BENCH_PIN=0: no CPU pinning.
  *
  * Results: a table on stdout, progress on stderr, JSON in bench/results/latest.json.
  */
@@ -33,9 +37,12 @@ import { Storage } from '../src/storage/storage.js';
 import { formatProfile, summarizeProfile, type ProfileSummary } from './profile.js';
 import {
   benchDatabase,
+  classifyGraphQL,
   cpuSeconds,
   freePort,
   gatewayEnv,
+  gqlHeaders,
+  gqlRequest,
   log,
   machineInfo,
   onInterrupt,
@@ -46,7 +53,10 @@ import {
   startChild,
   table,
   type ChildServer,
+  type Driver,
+  type RunResult,
 } from './support.js';
+import { formatTtlBacklog, runTtlBacklog, TTL_BACKLOG, type TtlBacklogResult } from './ttl-backlog.js';
 
 // ---------------------------------------------------------------- settings
 
@@ -57,6 +67,8 @@ const { values: flags } = parseArgs({
     connections: { type: 'string' },
     only: { type: 'string' },
     profile: { type: 'boolean' },
+    'backlog-records': { type: 'string' },
+    'backlog-put-seconds': { type: 'string' },
   },
 });
 const settings = {
@@ -68,9 +80,21 @@ const settings = {
     .map((s) => s.trim())
     .filter(Boolean),
   profile: flags.profile === true || process.env.BENCH_CPU_PROF === '1',
+  /** ttl-backlog: expired, unswept records seeded on install A. */
+  backlogRecords: Number(flags['backlog-records'] ?? process.env.BENCH_TTL_BACKLOG_RECORDS ?? 100_000),
+  /** ttl-backlog: seconds of puts per install (each put on A sweeps part of the backlog, so short). */
+  backlogPutSeconds: Number(flags['backlog-put-seconds'] ?? process.env.BENCH_TTL_PUT_SECONDS ?? 3),
 };
-for (const [k, v] of Object.entries({ duration: settings.durationSeconds, warmup: settings.warmupSeconds, connections: settings.connections })) {
+for (const [k, v] of Object.entries({
+  duration: settings.durationSeconds,
+  warmup: settings.warmupSeconds,
+  connections: settings.connections,
+  'backlog-put-seconds': settings.backlogPutSeconds,
+})) {
   if (!Number.isFinite(v) || v < 0 || (k !== 'warmup' && v === 0) || v > 3600) throw new Error(`bench: --${k} must be a number of seconds/connections in range, got ${v}`);
+}
+if (!Number.isSafeInteger(settings.backlogRecords) || settings.backlogRecords < 100 || settings.backlogRecords > 10_000_000) {
+  throw new Error(`bench: --backlog-records must be an integer from 100 to 10,000,000, got ${settings.backlogRecords}`);
 }
 
 const SEED_KEYS = 1000;
@@ -98,13 +122,6 @@ const randomInt = (n: number) => Math.floor(Math.random() * n);
 
 // ---------------------------------------------------------------- request drivers
 
-/** What one scenario sends to one server: autocannon requests plus a response checker. */
-interface Driver {
-  requests: AutocannonRequest[];
-  /** Error kind of a response, or null when it is a success. */
-  classify(status: number, body: string, headers: Record<string, string | string[]>): string | null;
-}
-
 interface Target {
   kind: 'gateway' | 'bare';
   url: string;
@@ -116,21 +133,7 @@ interface Target {
 /** Installs the put16 scenario spreads its writers over (one install's writes are serialised). */
 const SPREAD_INSTALLS = 16;
 
-const gqlHeaders = (token: string) => ({ 'content-type': 'application/json', authorization: `Bearer ${token}` });
 const jsonHeaders = { 'content-type': 'application/json' };
-
-function gqlRequest(token: string, body: () => unknown, onResponse?: AutocannonRequest['onResponse']): AutocannonRequest {
-  return {
-    method: 'POST',
-    path: '/graphql',
-    headers: gqlHeaders(token),
-    setupRequest(req) {
-      req.body = JSON.stringify(body());
-      return req;
-    },
-    onResponse,
-  };
-}
 
 function bareRequest(path: string, body: () => unknown, onResponse?: AutocannonRequest['onResponse']): AutocannonRequest {
   return {
@@ -143,16 +146,6 @@ function bareRequest(path: string, body: () => unknown, onResponse?: AutocannonR
     },
     onResponse,
   };
-}
-
-function classifyGraphQL(status: number, body: string): string | null {
-  if (status !== 200) return `http_${status}`;
-  if (body.includes('"errors"')) {
-    const m = /"code":"([A-Z_]+)"/.exec(body);
-    return `graphql_${m?.[1] ?? 'error'}`;
-  }
-  const typename = /"__typename":"(RevisionMismatch|QuotaExceeded|LimitExceeded|ValidationFailed)"/.exec(body);
-  return typename ? typename[1]! : null;
 }
 
 const classifyBare = (status: number) => (status === 200 ? null : `http_${status}`);
@@ -303,19 +296,8 @@ function scenarioDriver(name: string, t: Target, listPages: ListPages): Driver {
 
 // ---------------------------------------------------------------- running one load
 
-interface RunResult {
-  requests: number;
-  seconds: number;
-  rps: number;
-  p50: number | null;
-  p95: number | null;
-  p99: number | null;
-  errors: Record<string, number>;
-  /** Server CPU (user + system, all threads) per request, µs. */
-  cpuUsPerRequest: number | null;
-}
-
-async function load(label: string, server: ChildServer, driver: Driver, seconds: number, progress: boolean): Promise<RunResult> {
+/** Runs a driver for `seconds` (or until `maxRequests` answers, when given) and measures it. */
+async function load(label: string, server: ChildServer, driver: Driver, seconds: number, progress: boolean, maxRequests = Infinity): Promise<RunResult> {
   const samples = new Samples();
   const errors: Record<string, number> = {};
   const requests = driver.requests.map((r) => {
@@ -332,7 +314,10 @@ async function load(label: string, server: ChildServer, driver: Driver, seconds:
   const cpuBefore = cpuSeconds(server.pid);
   const started = performance.now();
   const instance = autocannon({ url: server.url, connections: settings.connections, duration: seconds, timeout: 30, requests });
-  instance.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => samples.add(ms));
+  instance.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => {
+    samples.add(ms);
+    if (samples.count === maxRequests) instance.stop();
+  });
   let tick = 0;
   if (progress) {
     instance.on('tick', () => {
@@ -437,11 +422,10 @@ const SCENARIOS = [
   { name: 'bulk100', title: 'bulk put of 100' },
 ] as const;
 
-async function main(): Promise<void> {
-  const wanted = (name: string) => settings.only.length === 0 || settings.only.includes(name);
-  const runGuardsOff = wanted('put-guards-off') || wanted('put');
-  const scenarios = SCENARIOS.filter((s) => wanted(s.name));
-  const machine = machineInfo();
+type Scenario = (typeof SCENARIOS)[number];
+
+/** The gateway-vs-bare scenarios: prints their table and returns what goes into latest.json. */
+async function runGatewayVsBare(scenarios: readonly Scenario[], runGuardsOff: boolean, machine: ReturnType<typeof machineInfo>): Promise<Record<string, unknown>> {
   log(`bench: ${settings.durationSeconds} s per run (+${settings.warmupSeconds} s warm-up), ${settings.connections} connections, ${machine.cpus} CPUs, load average ${machine.loadavg.join(' ')}`);
 
   const children: ChildServer[] = [];
@@ -661,29 +645,50 @@ async function main(): Promise<void> {
       if (perReq === null) lines.push('(µs/req shown only when one scenario runs: --only <name> --profile)');
     }
     process.stdout.write(lines.join('\n') + '\n');
-
-    mkdirSync(resultsDir, { recursive: true });
-    const out = join(resultsDir, 'latest.json');
-    writeFileSync(
-      out,
-      JSON.stringify(
-        {
-          at: new Date().toISOString(),
-          machine,
-          settings: { ...settings, pinnedCpu: cpu, servers: 'child processes (node --import tsx), logging to /dev/null' },
-          scenarios: rows,
-          statements: counted,
-          guards,
-          profile,
-        },
-        null,
-        2,
-      ) + '\n',
-    );
-    log(`results written to ${out}`);
+    return {
+      settings: { ...settings, pinnedCpu: cpu, servers: 'child processes (node --import tsx), logging to /dev/null' },
+      scenarios: rows,
+      statements: counted,
+      guards,
+      profile,
+    };
   } finally {
     unregister();
     await cleanup();
+  }
+}
+
+/** bench/results/latest.json: rewritten after each part, so a later failure keeps what was measured. */
+function writeResults(results: Record<string, unknown>): void {
+  mkdirSync(resultsDir, { recursive: true });
+  const out = join(resultsDir, 'latest.json');
+  writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), ...results }, null, 2) + '\n');
+  log(`results written to ${out}`);
+}
+
+async function main(): Promise<void> {
+  const wanted = (name: string) => settings.only.length === 0 || settings.only.includes(name);
+  const runGuardsOff = wanted('put-guards-off') || wanted('put');
+  const scenarios = SCENARIOS.filter((s) => wanted(s.name));
+  const machine = machineInfo();
+  let results: Record<string, unknown> = { machine, settings };
+  if (scenarios.length > 0 || runGuardsOff) {
+    results = { machine, ...(await runGatewayVsBare(scenarios, runGuardsOff, machine)) };
+    writeResults(results);
+  }
+  if (wanted(TTL_BACKLOG.name)) {
+    log(`scenario ${TTL_BACKLOG.name}: ${TTL_BACKLOG.title}`);
+    const ttlBacklog: TtlBacklogResult = await runTtlBacklog({
+      records: settings.backlogRecords,
+      putSeconds: settings.backlogPutSeconds,
+      usageSeconds: settings.durationSeconds,
+      warmupSeconds: settings.warmupSeconds,
+      connections: settings.connections,
+      load,
+    });
+    process.stdout.write(formatTtlBacklog(ttlBacklog).join('\n') + '\n');
+    results = { ...results, ttlBacklog };
+    writeResults(results);
   }
 }
 

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import type { AutocannonRequest } from 'autocannon';
 import pg from 'pg';
 
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -158,6 +159,53 @@ export function gatewayEnv(databaseUrl: string, jwtSecret: string, extra: Record
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// ---------------------------------------------------------------- load drivers (what bench/run.ts and its scenarios send)
+
+/** What one scenario sends to one server: autocannon requests plus a response checker. */
+export interface Driver {
+  requests: AutocannonRequest[];
+  /** Error kind of a response, or null when it is a success. */
+  classify(status: number, body: string, headers: Record<string, string | string[]>): string | null;
+}
+
+/** One measured run of a driver against a server. */
+export interface RunResult {
+  requests: number;
+  seconds: number;
+  rps: number;
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+  errors: Record<string, number>;
+  /** Server CPU (user + system, all threads) per request, µs. */
+  cpuUsPerRequest: number | null;
+}
+
+export const gqlHeaders = (token: string) => ({ 'content-type': 'application/json', authorization: `Bearer ${token}` });
+
+export function gqlRequest(token: string, body: () => unknown, onResponse?: AutocannonRequest['onResponse']): AutocannonRequest {
+  return {
+    method: 'POST',
+    path: '/graphql',
+    headers: gqlHeaders(token),
+    setupRequest(req) {
+      req.body = JSON.stringify(body());
+      return req;
+    },
+    onResponse,
+  };
+}
+
+export function classifyGraphQL(status: number, body: string): string | null {
+  if (status !== 200) return `http_${status}`;
+  if (body.includes('"errors"')) {
+    const m = /"code":"([A-Z_]+)"/.exec(body);
+    return `graphql_${m?.[1] ?? 'error'}`;
+  }
+  const typename = /"__typename":"(RevisionMismatch|QuotaExceeded|LimitExceeded|ValidationFailed)"/.exec(body);
+  return typename ? typename[1]! : null;
 }
 
 // ---------------------------------------------------------------- CPU time of a process
