@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import { allowFanOut, hasCitus, sequentialShardCommands } from '../src/db/citus.js';
+import { backfillInstallBytes } from './004_install_bytes.js';
 
 /**
  * The write path moves into one PL/pgSQL function per call (design/citus.md rule 17): on Citus it
@@ -65,12 +66,7 @@ export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`DROP INDEX IF EXISTS ext_storage_audit_install_at`.execute(db);
   await sql`ALTER TABLE ext_storage_install_locks ADD COLUMN seq bigint NOT NULL DEFAULT 0`.execute(db);
   await sql`ALTER TABLE ext_storage_install_locks ADD COLUMN bytes bigint NOT NULL DEFAULT 0`.execute(db);
-  await allowFanOut(db);
-  await sql`/* citus: fans out by design */
-    UPDATE ext_storage_install_locks l SET bytes = s.bytes
-      FROM (SELECT tenant_id, install_id, sum(bytes)::bigint AS bytes
-              FROM ext_storage_namespaces GROUP BY tenant_id, install_id) s
-     WHERE s.tenant_id = l.tenant_id AND s.install_id = l.install_id`.execute(db);
+  await backfillInstallBytes(db);
 }
 
 const HELPERS = [
@@ -308,13 +304,19 @@ BEGIN
   END IF;
 
   -- I3: every check passed; apply. First the sweep: expired targets and the oldest expired records.
-  WITH gone AS (
-    DELETE FROM ext_storage_records r
-     WHERE r.tenant_id = p_tenant_id AND r.install_id = p_install_id AND r.ttl_expires_at <= v_now
-       AND ((r.namespace = ANY(v_namespaces) AND r.key = ANY(v_keys))
-            OR (r.namespace, r.key) IN (SELECT o.namespace, o.key FROM ext_storage_records o
-                                         WHERE o.tenant_id = p_tenant_id AND o.install_id = p_install_id AND o.ttl_expires_at <= v_now
-                                         ORDER BY o.ttl_expires_at LIMIT (p_request->>'sweep')::int))
+  -- The doomed keys first (a bounded list), then one primary-key delete per key: never a scan of the backlog.
+  WITH doomed AS (
+    (SELECT o.namespace, o.key FROM ext_storage_records o
+      WHERE o.tenant_id = p_tenant_id AND o.install_id = p_install_id AND o.ttl_expires_at <= v_now
+      ORDER BY o.ttl_expires_at LIMIT (p_request->>'sweep')::int)
+    UNION
+    SELECT t.namespace, t.key FROM ext_storage_records t
+     WHERE t.tenant_id = p_tenant_id AND t.install_id = p_install_id
+       AND t.namespace = ANY(v_namespaces) AND t.key = ANY(v_keys) AND t.ttl_expires_at <= v_now
+  ), gone AS (
+    DELETE FROM ext_storage_records r USING doomed d
+     WHERE r.tenant_id = p_tenant_id AND r.install_id = p_install_id
+       AND r.namespace = d.namespace AND r.key = d.key AND r.ttl_expires_at <= v_now
     RETURNING r.namespace, r.key, (r.value_bytes + r.metadata_bytes)::bigint AS bytes, r.ttl_expires_at
   )
   SELECT coalesce(jsonb_agg(jsonb_build_object('namespace', g.namespace, 'key', g.key, 'bytes', g.bytes, 'expiresAt', g.ttl_expires_at)), '[]')

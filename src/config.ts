@@ -19,8 +19,6 @@ export interface Limits {
   defaultPageSize: number;
   /** Expired records removed per write by the opportunistic sweep. */
   sweepBatch: number;
-  /** Upper bound of a full sweep before a quota is refused. */
-  sweepBeforeQuotaMax: number;
 }
 
 export interface Config {
@@ -124,8 +122,8 @@ export function loadConfig(env: Env = process.env): Config {
       maxKeysPerRead: int(env, 'STORAGE_MAX_KEYS_PER_READ', 100, 1),
       maxPageSize: 100,
       defaultPageSize: 25,
-      sweepBatch: int(env, 'STORAGE_TTL_SWEEP_BATCH', 100, 1),
-      sweepBeforeQuotaMax: int(env, 'STORAGE_TTL_SWEEP_MAX', 10_000, 1),
+      // Small: a write pays for its sweep, and expired records cost nothing while they wait (issue 10).
+      sweepBatch: int(env, 'STORAGE_TTL_SWEEP_BATCH', 10, 0),
     },
     quotaDefaults: {
       maxNamespaces: int(env, 'STORAGE_QUOTA_NAMESPACES', DEFAULT_QUOTAS.maxNamespaces, 1),

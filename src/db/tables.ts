@@ -111,5 +111,3 @@ export const DISTRIBUTED_TABLES = [
   'ext_storage_schemas',
   'ext_storage_audit',
 ] as const;
-
-export const REFERENCE_TABLES = ['ext_storage_installs'] as const;

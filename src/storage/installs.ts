@@ -1,6 +1,6 @@
 /** The install registry (a global reference table) and capability checks against it. */
 import { sql } from 'kysely';
-import type { Config, QuotaSettings } from '../config.js';
+import type { QuotaSettings } from '../config.js';
 import type { Db } from '../db/database.js';
 import { ForbiddenError, LimitExceededError } from './errors.js';
 import { checkNamespace } from './limits.js';
@@ -155,4 +155,3 @@ export function mergeQuota(
   return merged;
 }
 
-export type ConfigForInstalls = Pick<Config, 'quotaDefaults'>;

@@ -75,7 +75,7 @@ export interface WriteCommand {
 type Sizing = { limits: Limits; quota: QuotaSettings };
 
 /** ifRevision: absent, or a non-negative safe integer (any size: a revision that does not exist is a mismatch). */
-export function checkIfRevision(ifRevision: unknown): number | null {
+function checkIfRevision(ifRevision: unknown): number | null {
   if (ifRevision === null || ifRevision === undefined) return null;
   if (typeof ifRevision !== 'number' || !Number.isSafeInteger(ifRevision) || ifRevision < 0) {
     throw new BadInputError('ifRevision must be a non-negative integer');

@@ -12,8 +12,6 @@ export interface Caller {
   requestId: string | null;
 }
 
-export const SYSTEM_ACTOR = 'system';
-
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** Lower-cased UUID, or null when malformed (a malformed id is treated like an unknown one). */

@@ -35,7 +35,7 @@ type RecordRow = {
   updated_at: Date;
 };
 
-export function toRecord(row: RecordRow): StoredRecord {
+function toRecord(row: RecordRow): StoredRecord {
   return {
     namespace: row.namespace,
     key: row.key,

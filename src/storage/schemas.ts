@@ -148,7 +148,7 @@ export function validationIssues(validate: ValidateFunction, value: unknown, pre
   });
 }
 
-export async function activeSchemaVersion(db: Db, scope: SchemaScope): Promise<number | null> {
+async function activeSchemaVersion(db: Db, scope: SchemaScope): Promise<number | null> {
   const row = await db
     .selectFrom('ext_storage_schemas')
     .select(sql<number | null>`max(version)`.as('version'))
