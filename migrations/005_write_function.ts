@@ -146,6 +146,7 @@ const FUNCTIONS = [
  * ext_storage_write_v1(tenant, install, request): every write of one install, in one call.
  *
  * request: { operation, actor, requestId, sweep (max expired records removed besides the targets),
+ *            auditRetentionSeconds (older audit events are removed, a bounded batch per call),
  *            quota: {namespaces, keys, bytes}, schemas: [{namespace, version}] (versions the values
  *            were validated against, unpinned: each must still be the active one), invalid
  *            (the values failed that validation, or a pinned version is unknown),
@@ -171,6 +172,7 @@ DECLARE
   v_ops jsonb := p_request->'ops';
   v_count int := jsonb_array_length(p_request->'ops');
   v_now timestamptz;
+  v_audit_cutoff timestamptz;
   v_namespaces text[];
   v_keys text[];
   v_targets jsonb;
@@ -401,6 +403,15 @@ BEGIN
      WHERE tenant_id = p_tenant_id AND install_id = p_install_id AND namespace = v_row.namespace
        AND width = v_row.width AND bucket = v_row.bucket AND keys = 0;
   END LOOP;
+
+  v_audit_cutoff := v_now - make_interval(secs => (p_request->>'auditRetentionSeconds')::double precision);
+  -- Audit retention: a bounded batch of the install's oldest events past it (more than this call adds).
+  DELETE FROM ext_storage_audit a
+   USING (SELECT o.id FROM ext_storage_audit o
+           WHERE o.tenant_id = p_tenant_id AND o.install_id = p_install_id
+             AND o.at < v_audit_cutoff
+           ORDER BY o.at LIMIT 2 * (v_count + jsonb_array_length(v_gone)) + 10) old
+   WHERE a.tenant_id = p_tenant_id AND a.id = old.id;
 
   RETURN jsonb_build_object('ok', true, 'results', v_results, 'swept', jsonb_array_length(v_gone),
     'usage', jsonb_build_object('namespaces', jsonb_build_array(v_live_before, v_live_after),

@@ -19,6 +19,8 @@ export interface Limits {
   defaultPageSize: number;
   /** Expired records removed per write by the opportunistic sweep. */
   sweepBatch: number;
+  /** How long the audit log keeps an event; writes remove older ones in bounded batches. */
+  auditRetentionSeconds: number;
 }
 
 export interface Config {
@@ -124,6 +126,7 @@ export function loadConfig(env: Env = process.env): Config {
       defaultPageSize: 25,
       // Small: a write pays for its sweep, and expired records cost nothing while they wait (issue 10).
       sweepBatch: int(env, 'STORAGE_TTL_SWEEP_BATCH', 10, 0),
+      auditRetentionSeconds: int(env, 'STORAGE_AUDIT_RETENTION_SECONDS', 7_776_000, 1),
     },
     quotaDefaults: {
       maxNamespaces: int(env, 'STORAGE_QUOTA_NAMESPACES', DEFAULT_QUOTAS.maxNamespaces, 1),

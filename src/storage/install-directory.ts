@@ -96,20 +96,30 @@ export class InstallDirectory {
     checkUpsertInput(input);
     const tenantId = p.tenantId;
     const install = await this.db.transaction().execute(async (trx) => {
-      const existing = await trx.selectFrom('ext_storage_installs').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
-      if (existing && existing.tenant_id !== tenantId) throw new ForbiddenError('this install belongs to another tenant');
-      const namespaces = input.namespaces === undefined ? (existing?.namespaces ?? null) : input.namespaces;
-      const values = {
-        extension_id: input.extensionId,
-        enabled: input.enabled,
-        can_read: input.canRead,
-        can_write: input.canWrite,
-        namespaces: namespaces === null ? null : JSON.stringify([...new Set(namespaces)]),
-        quota: JSON.stringify(mergeQuota(existing?.quota ?? {}, input.quota)),
+      const values = (existing: InstallRow | undefined) => {
+        const namespaces = input.namespaces === undefined ? (existing?.namespaces ?? null) : input.namespaces;
+        return {
+          extension_id: input.extensionId,
+          enabled: input.enabled,
+          can_read: input.canRead,
+          can_write: input.canWrite,
+          namespaces: namespaces === null ? null : JSON.stringify([...new Set(namespaces)]),
+          quota: JSON.stringify(mergeQuota(existing?.quota ?? {}, input.quota)),
+        };
       };
-      const row = existing
-        ? await trx.updateTable('ext_storage_installs').set({ ...values, updated_at: sql`now()` }).where('id', '=', id).returningAll().executeTakeFirstOrThrow()
-        : await trx.insertInto('ext_storage_installs').values({ id, tenant_id: tenantId, ...values }).returningAll().executeTakeFirstOrThrow();
+      // Insert first: of admins racing to register one new id, one inserts and the others update.
+      const created = await trx
+        .insertInto('ext_storage_installs')
+        .values({ id, tenant_id: tenantId, ...values(undefined) })
+        .onConflict((oc) => oc.column('id').doNothing())
+        .returningAll()
+        .executeTakeFirst();
+      let row = created;
+      if (!row) {
+        const existing = await trx.selectFrom('ext_storage_installs').selectAll().where('id', '=', id).forUpdate().executeTakeFirstOrThrow();
+        if (existing.tenant_id !== tenantId) throw new ForbiddenError('this install belongs to another tenant');
+        row = await trx.updateTable('ext_storage_installs').set({ ...values(existing as InstallRow), updated_at: sql`now()` }).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
+      }
       await trx
         .insertInto('ext_storage_install_locks')
         .values({ tenant_id: tenantId, install_id: id })
@@ -128,7 +138,9 @@ export class InstallDirectory {
     const p = caller.principal;
     if (p.kind !== 'admin') throw new ForbiddenError('only admins may list installs');
     const first = checkPageSize(firstInput, limits);
-    const afterId = after ? decodeCursor<string>(after, 'i', p.tenantId, 'string') : null;
+    const afterId = after ? normalizeId(decodeCursor<string>(after, 'i', p.tenantId, 'string')) : null;
+    // A cursor that decodes to something other than an install id was forged.
+    if (after && !afterId) throw new BadInputError('malformed or foreign cursor');
     let q = this.db.selectFrom('ext_storage_installs').selectAll().where('tenant_id', '=', p.tenantId);
     if (afterId) q = q.where('id', '>', afterId);
     const rows = await q.orderBy('id').limit(first + 1).execute();

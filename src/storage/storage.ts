@@ -143,8 +143,9 @@ export class Storage {
     return all.filter((n) => allowed === null || allowed.includes(n.namespace));
   }
 
-  async usage(scope: InstallScope): Promise<Usage> {
-    return totalUsage(await namespaceUsage(this.db, scope));
+  /** Live usage of what the caller may read: the whole install for an admin, its allowed namespaces otherwise. */
+  async usage(caller: Caller, scope: InstallScope): Promise<Usage> {
+    return totalUsage(await this.listNamespaces(caller, scope));
   }
 
   activeSchema(scope: InstallScope, namespace: string): Promise<NamespaceSchema | null> {

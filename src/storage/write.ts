@@ -61,7 +61,7 @@ export class RecordWriter {
   constructor(
     private readonly db: Db,
     private readonly validators: ValidatorCache,
-    private readonly settings: { sweepBatch: number },
+    private readonly settings: { sweepBatch: number; auditRetentionSeconds: number },
     private readonly hooks: StorageHooks,
   ) {}
 
@@ -110,6 +110,7 @@ export class RecordWriter {
       actor: caller.principal.actor,
       requestId: caller.requestId,
       sweep: this.settings.sweepBatch,
+      auditRetentionSeconds: this.settings.auditRetentionSeconds,
       quota: { namespaces: scope.quota.maxNamespaces, keys: scope.quota.maxKeysPerNamespace, bytes: scope.quota.maxBytes },
       schemas: verdict.mustBeActive,
       invalid: verdict.failure !== null,

@@ -393,7 +393,7 @@ describe('the guard watches every statement the test suite sends', () => {
     await storage.deleteRecord(caller, { installId: install.id, namespace: 'ns', key: 'b' });
     const scope = await storage.resolveInstall(caller, install.id, 'read');
     await storage.listRecords(scope, 'ns', { first: 10, prefix: 'a' });
-    await storage.usage(scope);
+    await storage.usage(caller, scope);
     await storage.auditLog(caller, scope, 10, null);
     await storage.listInstalls(caller, 10, null);
     await expect(t.dispose()).resolves.toBeUndefined();

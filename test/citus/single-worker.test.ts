@@ -87,7 +87,7 @@ describe.skipIf(!onCitus)('on Citus, every write runs on the tenant’s worker o
   it('a usage read is one command to the tenant’s worker', async () => {
     const worker = await tenantWorker();
     const scope = await storage.resolveInstall(caller, installId, 'read');
-    const { nodes, commands } = await nodesUsedBy(() => storage.usage(scope));
+    const { nodes, commands } = await nodesUsedBy(() => storage.usage(caller, scope));
     expect(nodes).toEqual([worker]);
     expect(commands.filter((c) => c.includes('ext_storage_usage_v1'))).toHaveLength(1);
   });

@@ -53,7 +53,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
     expect(await migrateToLatest(db)).toEqual(['Up 005_write_function']);
     await t.assertCountersConsistent();
     const scope = await storage.resolveInstall(caller, installId, 'read');
-    expect(await storage.usage(scope)).toEqual({ namespaces: 1, keys: 2, bytes: 7 });
+    expect(await storage.usage(caller, scope)).toEqual({ namespaces: 1, keys: 2, bytes: 7 });
   });
 
   const opened: Array<{ dispose(): Promise<void> }> = [];
@@ -87,7 +87,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
     expect((await again.readRecords(scope, 'ns', ['kept'])).get('kept')?.value).toEqual({ n: 1 });
     const updated = await again.putRecord(caller, { installId, namespace: 'ns', key: 'kept', value: { n: 2 }, ifRevision: 1 });
     expect(updated.revision).toBe(2);
-    expect(await again.usage(scope)).toEqual({ namespaces: 1, keys: 1, bytes: JSON.stringify({ n: 2 }).length + 2 });
+    expect(await again.usage(caller, scope)).toEqual({ namespaces: 1, keys: 1, bytes: JSON.stringify({ n: 2 }).length + 2 });
   });
 
   it('down all the way removes every table, and up again works on the empty database', async () => {

@@ -76,7 +76,7 @@ export const InstallRef = builder.objectRef<InstallScope>('Install').implement({
         return { scope, name: args.name };
       },
     }),
-    usage: t.field({ type: UsageRef, resolve: (scope, _a, ctx) => ctx.storage.usage(scope) }),
+    usage: t.field({ type: UsageRef, resolve: (scope, _a, ctx) => ctx.storage.usage(ctx.caller, scope) }),
     quota: t.field({ type: QuotaRef, resolve: (scope) => scope.quota }),
     auditLog: t.field({
       type: AuditEventConnectionRef,
