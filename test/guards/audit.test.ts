@@ -116,9 +116,9 @@ describe('what the audit log records', () => {
     const events = await auditEvents(t, installId);
     expect(withBulkBlocksByKey(events.map(shape))).toEqual(withBulkBlocksByKey([...chronological].reverse()));
 
-    // Newest first: ids strictly decreasing, timestamps never increasing.
-    const ids = events.map((e) => BigInt(e.id));
-    expect(ids.every((id, i) => i === 0 || id < ids[i - 1]!)).toBe(true);
+    // Newest first: timestamps never increasing, ids unique. (Ids are opaque and not ordered across
+    // nodes: on Citus, events written on a worker and on the coordinator come from different sequences.)
+    expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
     const times = events.map((e) => Date.parse(e.at));
     expect(times.every((at, i) => i === 0 || at <= times[i - 1]!)).toBe(true);
 
