@@ -35,14 +35,24 @@ export interface Config {
   runnerTokens: string[];
   limits: Limits;
   quotaDefaults: QuotaSettings;
-  rateLimit: { perSecond: number; burst: number };
+  /**
+   * Per install: a token bucket charged by each request's priced cost (units per second and burst),
+   * and a bound on requests in flight (0: none), beyond which requests wait up to inflightWaitMs.
+   */
+  rateLimit: { perSecond: number; burst: number; maxInflight: number; inflightWaitMs: number };
+  /** Worst-case pricing before execution and the response budget during it (src/graphql/cost.ts, work.ts). */
+  cost: { maxStatements: number; maxRecords: number; maxResponseBytes: number };
   corsOrigins: string[];
   maxBodyBytes: number;
   graphiql: boolean;
+  /** Requests for the GraphiQL page per client address (token bucket); the whole server allows 10x. */
+  graphiqlRateLimit: { perSecond: number; burst: number };
+  /** STORAGE_MAX_TOKEN_LIFETIME_SECONDS: the most seconds a JWT may have between iat and exp. */
+  maxTokenLifetimeSeconds: number;
   /** Turns the extension doors (extension tokens, Runner) off; admins keep working. */
   extensionDoorsDisabled: boolean;
   db: { poolMax: number; statementTimeoutMs: number; connectionTimeoutMs: number };
-  graphqlLimits: { maxDepth: number; maxAliases: number; maxTokens: number; maxCost: number; maxDirectives: number };
+  graphqlLimits: { maxDepth: number; maxAliases: number; maxTokens: number; maxDirectives: number };
   metricsInstallLabels: boolean;
   /** How long a gateway reuses an install lookup; a change made through another instance shows within it. */
   installCacheMs: number;
@@ -138,10 +148,22 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimit: {
       perSecond: int(env, 'STORAGE_RATE_LIMIT_PER_SECOND', 200),
       burst: int(env, 'STORAGE_RATE_LIMIT_BURST', 400),
+      maxInflight: int(env, 'STORAGE_MAX_INFLIGHT_PER_INSTALL', 8),
+      inflightWaitMs: int(env, 'STORAGE_INFLIGHT_WAIT_MS', 5000),
+    },
+    cost: {
+      maxStatements: int(env, 'STORAGE_MAX_STATEMENTS_PER_REQUEST', 64, 1),
+      maxRecords: int(env, 'STORAGE_MAX_RECORDS_PER_REQUEST', 1000, 1),
+      maxResponseBytes: int(env, 'STORAGE_MAX_RESPONSE_BYTES', 16 * 1024 * 1024, 1024),
     },
     corsOrigins,
     maxBodyBytes: int(env, 'STORAGE_MAX_BODY_BYTES', 4 * 1024 * 1024, 1024),
     graphiql: bool(env, 'STORAGE_GRAPHIQL', true),
+    graphiqlRateLimit: {
+      perSecond: int(env, 'STORAGE_GRAPHIQL_RATE_LIMIT_PER_SECOND', 2),
+      burst: int(env, 'STORAGE_GRAPHIQL_RATE_LIMIT_BURST', 20),
+    },
+    maxTokenLifetimeSeconds: int(env, 'STORAGE_MAX_TOKEN_LIFETIME_SECONDS', 86_400, 60),
     extensionDoorsDisabled: bool(env, 'STORAGE_EXTENSION_DOORS_DISABLED', false),
     db: {
       poolMax: int(env, 'STORAGE_DB_POOL_MAX', 20, 1),
@@ -152,7 +174,6 @@ export function loadConfig(env: Env = process.env): Config {
       maxDepth: int(env, 'STORAGE_GRAPHQL_MAX_DEPTH', 12, 1),
       maxAliases: int(env, 'STORAGE_GRAPHQL_MAX_ALIASES', 30, 1),
       maxTokens: int(env, 'STORAGE_GRAPHQL_MAX_TOKENS', 2000, 1),
-      maxCost: int(env, 'STORAGE_GRAPHQL_MAX_COST', 5000, 1),
       maxDirectives: int(env, 'STORAGE_GRAPHQL_MAX_DIRECTIVES', 20, 1),
     },
     metricsInstallLabels: bool(env, 'STORAGE_METRICS_INSTALL_LABELS', false),

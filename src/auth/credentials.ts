@@ -1,5 +1,6 @@
 /** Credentials (JWT or Runner token) → one Principal. Every door calls authenticate(). */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
 import { ForbiddenError, UnauthenticatedError } from '../storage/errors.js';
 import type { Install } from '../storage/installs.js';
@@ -7,11 +8,32 @@ import { normalizeId, type Principal } from '../storage/principal.js';
 
 export const AUDIENCE = 'ext-storage';
 export const CLOCK_TOLERANCE_SECONDS = 30;
+/** The longest a token may live (exp - iat) unless the operator says otherwise. */
+export const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 86_400;
 
 export interface CredentialHeaders {
+  /** Every Authorization header of the request, joined with ", " (present, even empty, counts as a credential). */
   authorization?: string | null;
+  /** Every x-runner-auth header, joined with ", " (so a repeated header never matches a token). */
   runnerAuth?: string | null;
   installId?: string | null;
+  /** The Runner REST door: only x-runner-auth is a credential there, and a bearer token beside it is refused. */
+  runnerDoor?: boolean;
+}
+
+/**
+ * The credential headers of a request as sent: repeated headers are joined (Node keeps only the
+ * first Authorization), so two credentials of one kind are never silently reduced to one.
+ */
+export function credentialHeadersOf(req: IncomingMessage): CredentialHeaders {
+  const seen: Record<'authorization' | 'x-runner-auth' | 'x-install-id', string[]> = { authorization: [], 'x-runner-auth': [], 'x-install-id': [] };
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (name === 'authorization' || name === 'x-runner-auth' || name === 'x-install-id') seen[name].push(raw[i + 1]!);
+  }
+  const joined = (values: string[]) => (values.length === 0 ? undefined : values.join(', '));
+  return { authorization: joined(seen.authorization), runnerAuth: joined(seen['x-runner-auth']), installId: joined(seen['x-install-id']) };
 }
 
 export interface Authenticator {
@@ -25,6 +47,8 @@ export interface AuthenticatorOptions {
   findInstall(id: string): Promise<Install | undefined>;
   /** The operator's kill switch: extension tokens and the Runner are refused, admins keep working. */
   extensionDoorsDisabled?: boolean;
+  /** STORAGE_MAX_TOKEN_LIFETIME_SECONDS: the most seconds a token may have between iat and exp. */
+  maxTokenLifetimeSeconds?: number;
 }
 
 const SCOPES = new Set(['storage:read', 'storage:write']);
@@ -38,6 +62,7 @@ const VERIFIED_TOKENS_MAX = 10_000;
 
 export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
   const key = new TextEncoder().encode(opts.jwtSecret);
+  const maxLifetime = opts.maxTokenLifetimeSeconds ?? DEFAULT_MAX_TOKEN_LIFETIME_SECONDS;
   const runnerDigests = opts.runnerTokens.map(digest);
   // jose's HMAC goes through WebCrypto: 0.1–0.3 ms of CPU per request (bench/README.md). A token
   // seen before is trusted again until its exp (plus the clock tolerance), re-checked on every use.
@@ -49,7 +74,7 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
       if (Date.now() < (known.exp + CLOCK_TOLERANCE_SECONDS) * 1000) return known;
       verified.delete(token);
     }
-    const claims = await verifyToken(token, key);
+    const claims = await verifyToken(token, key, maxLifetime);
     if (verified.size >= VERIFIED_TOKENS_MAX) verified.delete(verified.keys().next().value!);
     verified.set(token, claims);
     return claims;
@@ -79,10 +104,13 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
 
   return {
     async authenticate(headers) {
-      if (headers.runnerAuth !== undefined && headers.runnerAuth !== null) {
-        // Two credentials are ambiguous: refuse rather than pick one of them silently.
-        if (headers.authorization) throw new UnauthenticatedError('send one credential: Authorization or x-runner-auth, not both');
-        if (runnerDigests.length === 0 || !runnerTokenMatches(headers.runnerAuth)) {
+      const hasBearer = headers.authorization !== undefined && headers.authorization !== null;
+      const hasRunner = headers.runnerAuth !== undefined && headers.runnerAuth !== null;
+      // Two credentials are ambiguous: refuse rather than pick one of them silently (every door).
+      if (hasBearer && (hasRunner || headers.runnerDoor)) throw new UnauthenticatedError('send one credential: Authorization or x-runner-auth, not both');
+      if (hasRunner || headers.runnerDoor) {
+        const runnerAuth = headers.runnerAuth ?? '';
+        if (runnerDigests.length === 0 || !runnerTokenMatches(runnerAuth)) {
           throw new UnauthenticatedError('invalid runner credential');
         }
         doorsClosed();
@@ -120,18 +148,33 @@ interface Claims {
   scopes: Set<string>;
 }
 
-async function verifyToken(token: string, key: Uint8Array): Promise<Claims> {
+/** A JWS segment in its one accepted encoding: unpadded base64url whose unused bits are zero. */
+function isCanonicalBase64url(segment: string): boolean {
+  return /^[A-Za-z0-9_-]+$/.test(segment) && Buffer.from(segment, 'base64url').toString('base64url') === segment;
+}
+
+async function verifyToken(token: string, key: Uint8Array, maxLifetime: number): Promise<Claims> {
+  // jose decodes base64url leniently ("=" padding, non-zero spare bits): one signature would have
+  // several accepted spellings, so a token is refused unless its signature is spelled canonically.
+  const signature = token.slice(token.lastIndexOf('.') + 1);
+  if (!isCanonicalBase64url(signature)) throw new UnauthenticatedError('invalid token');
   let payload: Record<string, unknown>;
   try {
     ({ payload } = await jwtVerify(token, key, {
       algorithms: ['HS256'],
       audience: AUDIENCE,
       clockTolerance: CLOCK_TOLERANCE_SECONDS,
-      requiredClaims: ['exp', 'sub'],
+      requiredClaims: ['exp', 'sub', 'iat'],
+      // Also refuses an iat in the future (beyond the tolerance), which would stretch the lifetime.
+      maxTokenAge: maxLifetime,
     }));
   } catch (error) {
     const reason = error instanceof joseErrors.JWTExpired ? 'token expired' : 'invalid token';
     throw new UnauthenticatedError(reason);
+  }
+  // A token lives at most maxLifetime seconds: exp: 1e308 would otherwise never expire.
+  if ((payload.exp as number) - (payload.iat as number) > maxLifetime) {
+    throw new UnauthenticatedError(`token lifetime (exp - iat) above ${maxLifetime} seconds`);
   }
   const exp = payload.exp as number;
   const sub = payload.sub;

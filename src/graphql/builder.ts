@@ -1,7 +1,5 @@
 import SchemaBuilder from '@pothos/core';
-import ComplexityPlugin from '@pothos/plugin-complexity';
 import ErrorsPlugin from '@pothos/plugin-errors';
-import { GraphQLError } from 'graphql';
 import type { GraphQLContext } from './context.js';
 
 export const builder = new SchemaBuilder<{
@@ -14,22 +12,10 @@ export const builder = new SchemaBuilder<{
     ID: { Input: string; Output: string };
   };
 }>({
-  plugins: [ErrorsPlugin, ComplexityPlugin],
+  // Query cost is priced by src/graphql/cost.ts (one model for the limit and the rate limiter).
+  plugins: [ErrorsPlugin],
   defaultFieldNullability: false,
   errors: { defaultTypes: [] },
-  complexity: {
-    defaultComplexity: 1,
-    defaultListMultiplier: 1,
-    limit: (ctx) => ({
-      complexity: ctx.config.graphqlLimits.maxCost,
-      depth: ctx.config.graphqlLimits.maxDepth,
-      breadth: ctx.config.graphqlLimits.maxCost,
-    }),
-    complexityError: (kind, result) =>
-      new GraphQLError(`query ${kind.toLowerCase()} ${result[kind.toLowerCase() as 'complexity']} exceeds the limit`, {
-        extensions: { code: 'QUERY_TOO_COMPLEX', http: { status: 400 } },
-      }),
-  },
 });
 
 builder.queryType({});

@@ -4,11 +4,14 @@ import type { InstallScope } from '../storage/installs.js';
 import type { Caller } from '../storage/principal.js';
 import type { StoredRecord } from '../storage/records.js';
 import type { Storage } from '../storage/storage.js';
+import { RequestWork } from './work.js';
 
 export interface GraphQLContext {
   caller: Caller;
   storage: Storage;
   config: Config;
+  /** This request's database calls and returned bytes, held to its budgets (src/graphql/work.ts). */
+  work: RequestWork;
   /** One DataLoader per install and namespace: every record read of a request is batched through it. */
   recordLoader(scope: InstallScope, namespace: string): DataLoader<string, StoredRecord | null>;
 }
@@ -16,17 +19,19 @@ export interface GraphQLContext {
 export function createGraphQLContext(caller: Caller, storage: Storage, config: Config): GraphQLContext {
   const loaders = new Map<string, DataLoader<string, StoredRecord | null>>();
   caller.installs ??= new Map();
+  const work = new RequestWork({ maxResponseBytes: config.cost.maxResponseBytes, maxStatements: config.cost.maxStatements });
   return {
     caller,
     storage,
     config,
+    work,
     recordLoader(scope, namespace) {
       const id = `${scope.installId}/${namespace}`;
       let loader = loaders.get(id);
       if (!loader) {
         loader = new DataLoader(
           async (keys) => {
-            const found = await storage.readRecords(scope, namespace, keys);
+            const found = await work.read(() => storage.readRecords(scope, namespace, keys));
             return keys.map((k) => found.get(k) ?? null);
           },
           { maxBatchSize: Math.max(storage.settings.limits.maxKeysPerRead, 100) },

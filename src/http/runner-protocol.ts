@@ -17,7 +17,9 @@ import {
 import type { Principal } from '../storage/principal.js';
 import type { StoredRecord } from '../storage/records.js';
 import type { BulkPutItem, Storage } from '../storage/storage.js';
-import { BodyTooLargeError, isUtf8Body, readBody } from './body.js';
+import { MAX_JSON_DEPTH } from '../storage/limits.js';
+import { BodyTooLargeError, isUtf8Body, jsonNestingExceeds, MAX_REQUEST_JSON_DEPTH, readBody } from './body.js';
+import { clipForLog } from './log-fields.js';
 import { sendJson } from './respond.js';
 
 export const RUNNER_PATH = '/api/internal/ext-storage/install/';
@@ -26,6 +28,10 @@ export interface RunnerDeps {
   storage: Storage;
   /** Checks x-runner-auth for the install named in the path; throws a StorageError when refused. */
   authenticate(installId: string): Promise<Principal>;
+  /** Charges the install's rate limit by the operation's priced cost (src/graphql/cost.ts runnerPrice); throws RateLimitedError. */
+  charge(principal: Principal, operation: string, body: Readonly<Record<string, unknown>>): void;
+  /** Charges the bytes of the records an operation returned, once known (src/graphql/cost.ts BYTES_PER_UNIT). */
+  returned(principal: Principal, records: readonly StoredRecord[]): void;
   requestId: string;
   maxBodyBytes: number;
   logError(error: unknown): void;
@@ -103,8 +109,11 @@ async function execute(body: Body, principal: Principal, deps: RunnerDeps): Prom
   const { storage } = deps;
   const caller = { principal, requestId: deps.requestId };
   const operation = field<string>(body, 'operation', 'string', true)!;
-  deps.log.operation = operation;
+  // Caller-controlled: a 1 MB operation field made a 1 MB log line.
+  deps.log.operation = clipForLog(operation, 128);
   const namespace = field<string>(body, 'namespace', 'string', true)!;
+  // A known, fixed cost per operation (a list by its limit, a bulk put by its items), charged before it runs.
+  deps.charge(principal, operation, body);
   switch (operation) {
     case 'put': {
       if (!('value' in body)) throw new ProtocolError(400, 'VALIDATION_FAILED', '"value" is required');
@@ -122,6 +131,7 @@ async function execute(body: Body, principal: Principal, deps: RunnerDeps): Prom
     case 'get': {
       const record = await storage.getRecord(caller, { namespace, key: field<string>(body, 'key', 'string', true)! });
       if (!record) throw new ProtocolError(404, 'NOT_FOUND', 'record not found');
+      deps.returned(principal, [record]);
       return recordShape(record, true, true);
     }
     case 'list': {
@@ -132,6 +142,7 @@ async function execute(body: Body, principal: Principal, deps: RunnerDeps): Prom
       const includeMetadata = field<boolean>(body, 'includeMetadata', 'boolean', false) ?? true;
       const scope = await storage.resolveInstall(caller, undefined, 'read', namespace);
       const page = await storage.listRecords(scope, namespace, { prefix: keyPrefix, first: limit, after: cursor });
+      deps.returned(principal, page.items);
       return {
         items: page.items.map((r) => recordShape(r, includeValues, includeMetadata)),
         nextCursor: page.hasNextPage ? page.endCursor : null,
@@ -195,6 +206,15 @@ export async function handleRunnerRequest(req: IncomingMessage, res: ServerRespo
     try {
       const raw = await readBody(req, deps.maxBodyBytes);
       if (!isUtf8Body(raw)) throw new ProtocolError(400, 'VALIDATION_FAILED', 'the body must be UTF-8 JSON');
+      // Refused by a byte scan before JSON.parse (2 million levels cost a second to parse): the core's valueFormat limit, early.
+      if (jsonNestingExceeds(raw, MAX_REQUEST_JSON_DEPTH)) {
+        throw new ProtocolError(400, 'LIMIT_EXCEEDED', `the body nests JSON deeper than ${MAX_JSON_DEPTH} levels allow`, {
+          limit: 'valueFormat',
+          max: MAX_JSON_DEPTH,
+          actual: null,
+          itemIndex: null,
+        });
+      }
       body = JSON.parse(raw.toString('utf8'));
     } catch (error) {
       if (error instanceof ProtocolError) throw error;

@@ -3,26 +3,29 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import type { DocumentNode, GraphQLError, OperationDefinitionNode, ValidationContext } from 'graphql';
 import { createYoga, type Plugin } from 'graphql-yoga';
-import { createAuthenticator, type Authenticator } from '../auth/credentials.js';
+import { createAuthenticator, credentialHeadersOf, type Authenticator } from '../auth/credentials.js';
 import type { Config } from '../config.js';
 import type { DatabaseHandle } from '../db/database.js';
 import { migrationsApplied } from '../db/migrate.js';
 import { createGraphQLContext, type GraphQLContext } from '../graphql/context.js';
 import { maskError, requestErrorsAnswer400 } from '../graphql/errors.js';
+import { byteUnits, rateUnits, runnerPrice, type Price } from '../graphql/cost.js';
+import { BUDGETS_AT_ONCE, useCostLimits, useResponsePool } from '../graphql/cost-plugin.js';
 import { useJitQueries } from '../graphql/jit.js';
+import { recordBytes } from '../graphql/work.js';
 import { schema } from '../graphql/schema.js';
 import type { Logger } from '../logger.js';
 import { mapDatabaseError, RateLimitedError, StorageError, UnavailableError } from '../storage/errors.js';
 import type { Caller, Principal } from '../storage/principal.js';
 import { Storage } from '../storage/storage.js';
-import { BodyTooLargeError, isUtf8Body, readBody } from './body.js';
-import { graphiqlOptions, type GraphiQLDemo } from './graphiql.js';
+import { BodyTooLargeError, isJsonMediaType, isUtf8Body, jsonNestingExceeds, MAX_REQUEST_JSON_DEPTH, readBody, refuseOverDeepDocuments } from './body.js';
+import { createGraphiQLPage, graphiqlOptions, isGraphiQLPageRequest, type GraphiQLDemo } from './graphiql.js';
 import { answerOf, createFastPath, fastPathParams } from './graphql-fast-path.js';
+import { clipForLog, errorForLog } from './log-fields.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { RateLimiter } from './rate-limit.js';
+import { ADMISSION_UNITS, FairPool, InflightLimiter, RateLimiter } from './rate-limit.js';
 import { sendGraphQLError, sendJson } from './respond.js';
 import { handleRunnerRequest, RUNNER_PATH } from './runner-protocol.js';
 
@@ -62,6 +65,31 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'up
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** RFC 9110 Host: a DNS-ish name, IPv4 or [IPv6] literal, and an optional port. */
+const HOST_RE = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_.])?|\[[0-9A-Fa-f:.]{2,45}\])(?::(\d{1,5}))?$/;
+
+/**
+ * A request's Host, or null when it is malformed (or repeated): answered 400 before anything else,
+ * where a URL built from it used to throw (a 500). HTTP/1.0 may omit it.
+ */
+function hostOf(req: IncomingMessage): string | null {
+  let count = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') count++;
+  const host = req.headers.host;
+  if (count === 0 && req.httpVersionMajor === 1 && req.httpVersionMinor === 0) return 'localhost';
+  if (count !== 1 || host === undefined) return null;
+  const m = HOST_RE.exec(host);
+  return m && (m[1] === undefined || Number(m[1]) <= 65535) ? host : null;
+}
+
+/** A body bigger than this (or of unknown length) is not read after an early refusal: the connection closes instead. */
+const DRAIN_LIMIT_BYTES = 64 * 1024;
+
+function hasLargeBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && !(Number(length) <= DRAIN_LIMIT_BYTES));
+}
+
 /** The operation Yoga executes: the one named by operationName, else the document's only one. */
 function executedOperation(document: DocumentNode, operationName: string | null | undefined): OperationDefinitionNode | undefined {
   const ops = document.definitions.filter((d): d is OperationDefinitionNode => d.kind === 'OperationDefinition');
@@ -88,6 +116,8 @@ function toFetchRequest(req: IncomingMessage, url: string, body: Buffer | undefi
   for (const [k, v] of Object.entries(req.headers)) {
     if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
   }
+  // The body was checked to be application/json (any case, any parameters): Yoga matches it exactly.
+  if (body) headers.set('content-type', 'application/json');
   return new Request(url, { method: req.method, headers, body: body && body.length > 0 ? (body as unknown as BodyInit) : undefined });
 }
 
@@ -100,8 +130,13 @@ export function createApp(opts: AppOptions): App {
     runnerTokens: config.runnerTokens,
     findInstall: (id) => storage.loadInstall(null, id),
     extensionDoorsDisabled: config.extensionDoorsDisabled,
+    maxTokenLifetimeSeconds: config.maxTokenLifetimeSeconds,
   });
+  // GraphiQL is served here, never by Yoga: Yoga would decide it by parsing the URL its own way.
+  const graphiqlPage = config.graphiql ? createGraphiQLPage(graphiqlOptions(opts.graphiqlDemo), config.graphiqlRateLimit) : null;
   const limiter = new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst);
+  const inflight = new InflightLimiter(config.rateLimit.maxInflight, config.rateLimit.inflightWaitMs);
+  const responsePool = new FairPool(BUDGETS_AT_ONCE * config.cost.maxResponseBytes, config.rateLimit.inflightWaitMs);
   let ready = false;
   let closing = false;
 
@@ -125,26 +160,30 @@ export function createApp(opts: AppOptions): App {
     cors: false,
     logging: false,
     context: ({ caller }) => createGraphQLContext(caller, storage, config),
-    graphiql: config.graphiql ? graphiqlOptions(opts.graphiqlDemo) : false,
-    renderGraphiQL,
+    graphiql: false,
     maskedErrors: {
-      maskError: (error) => maskError(error, (e) => logger.error({ err: e }, 'unexpected error in a resolver')),
+      maskError: (error) => maskError(error, (e) => logger.error({ err: errorForLog(e) }, 'unexpected error in a resolver')),
     },
     plugins: [
+      refuseOverDeepDocuments,
       EnvelopArmorPlugin({
         maxDepth: { n: config.graphqlLimits.maxDepth, ignoreIntrospection: true, ...REPORT_ARMOR_REJECTION },
         maxAliases: { n: config.graphqlLimits.maxAliases, ...REPORT_ARMOR_REJECTION },
         maxTokens: { n: config.graphqlLimits.maxTokens },
         maxDirectives: { n: config.graphqlLimits.maxDirectives, ...REPORT_ARMOR_REJECTION },
-        // Cost is priced by the Pothos complexity plugin from the real `first`/`keys` (variables
-        // included); armor's estimate ignores variables and compounds 1.5x per level, so it
-        // refused a contract-valid nested `recordList(first: 50)` page.
+        // Cost is priced by useCostLimits (src/graphql/cost.ts) from the real `first`/`keys`
+        // (variables included); armor's estimate ignores variables and compounds 1.5x per level,
+        // so it refused a contract-valid nested `recordList(first: 50)` page.
         costLimit: { enabled: false },
         blockFieldSuggestion: { enabled: true },
       }),
       observeOperation,
       requestErrorsAnswer400,
+      // Before jit: a refused or rate-limited operation never runs.
+      useCostLimits({ config, storage, limiter, onRateLimited: () => metrics.rateLimited.inc() }),
       useJitQueries(),
+      // After jit: it wraps the executor that actually runs.
+      useResponsePool(responsePool, () => metrics.rateLimited.inc()),
     ],
   });
   const fastPath = createFastPath(yoga);
@@ -156,21 +195,34 @@ export function createApp(opts: AppOptions): App {
   }
 
   async function authenticate(req: IncomingMessage): Promise<Principal> {
-    const header = (name: string) => {
-      const v = req.headers[name];
-      return Array.isArray(v) ? v[0] : v;
-    };
-    return authenticator.authenticate({
-      authorization: header('authorization'),
-      runnerAuth: header('x-runner-auth'),
-      installId: header('x-install-id'),
-    });
+    return authenticator.authenticate(credentialHeadersOf(req));
   }
 
-  /** Extensions and the Runner act on one install: its bucket is charged once per request. */
-  function rateLimit(principal: Principal): void {
+  /**
+   * Extensions and the Runner act on one install: a request is let in when its bucket has
+   * ADMISSION_UNITS (its price pays the rest once known: charge) and, beyond the install's bound on
+   * requests in flight, waits its turn; the slot is held until the response is finished or abandoned.
+   */
+  async function admit(principal: Principal, res: ServerResponse): Promise<void> {
     if (principal.kind === 'admin') return;
-    const wait = limiter.take(principal.installId);
+    const wait = limiter.take(principal.installId, ADMISSION_UNITS);
+    if (wait > 0) {
+      metrics.rateLimited.inc();
+      throw new RateLimitedError(wait);
+    }
+    try {
+      const release = await inflight.acquire(principal.installId, (cancel) => res.once('close', cancel));
+      res.once('finish', release).once('close', release);
+    } catch (error) {
+      if (error instanceof RateLimitedError) metrics.rateLimited.inc();
+      throw error;
+    }
+  }
+
+  /** The rest of a priced request's cost beyond admission (GraphQL charges in src/graphql/cost-plugin.ts). */
+  function charge(principal: Principal, price: Price): void {
+    if (principal.kind === 'admin') return;
+    const wait = limiter.take(principal.installId, rateUnits(price), ADMISSION_UNITS);
     if (wait > 0) {
       metrics.rateLimited.inc();
       throw new RateLimitedError(wait);
@@ -191,13 +243,49 @@ export function createApp(opts: AppOptions): App {
       res.end();
       return;
     }
+    // GraphiQL only for `GET /graphql` exactly (graphiql.ts): every other request is a GraphQL
+    // request and needs a credential, whatever its URL, fragment, encoding or Accept header.
+    if (graphiqlPage && isGraphiQLPageRequest(req)) {
+      await graphiqlPage.serve(req, res, cors);
+      return;
+    }
+    // route() checked the Host: this URL parses.
     const url = `http://${req.headers.host ?? 'localhost'}${req.url ?? '/graphql'}`;
-    const wantsPage = req.method === 'GET' && (req.headers.accept ?? '').includes('text/html') && !new URL(url).searchParams.has('query');
-    let caller: Caller | null = null;
+    // A refusal before the body is read does not read a large one either: the connection closes.
+    const early = (headers: Record<string, string>) => (hasLargeBody(req) ? { ...headers, connection: 'close' } : headers);
+    // Credentials before anything of the body is read (contract, "Bodies").
+    let caller: Caller;
+    try {
+      const principal = await authenticate(req);
+      log.principal = principal.kind;
+      if (principal.kind !== 'admin') log.installId = principal.installId;
+      await admit(principal, res);
+      caller = { principal, requestId, installs: new Map() };
+    } catch (error) {
+      const mapped = mapDatabaseError(error);
+      if (!(mapped instanceof StorageError)) throw mapped;
+      const status = mapped instanceof UnavailableError ? 503 : mapped.code === 'UNAUTHENTICATED' ? 401 : mapped.code === 'RATE_LIMITED' ? 429 : 403;
+      const headers: Record<string, string> = { ...cors };
+      if (status === 401) headers['www-authenticate'] = 'Bearer';
+      if (mapped instanceof RateLimitedError) headers['retry-after'] = String(mapped.retryAfterSeconds);
+      // The contract's code for a refusal with 503 is UNAVAILABLE.
+      sendGraphQLError(res, status, status === 503 ? 'UNAVAILABLE' : mapped.code, mapped.message, early(headers));
+      return;
+    }
+    // A fetch Request cannot carry TRACE (or CONNECT, TRACK): other methods are refused here.
+    if (req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'POST') {
+      sendGraphQLError(res, 405, 'METHOD_NOT_ALLOWED', 'GraphQL only supports GET and POST requests.', early({ ...cors, allow: 'GET, POST' }));
+      return;
+    }
     let body: Buffer | undefined;
-    if (!wantsPage) {
+    if (req.method === 'POST') {
+      // Only JSON bodies: multipart and form bodies cost parse time (40,000 parts: 1.6 s) for nothing.
+      if (!isJsonMediaType(req.headers['content-type'])) {
+        sendGraphQLError(res, 415, 'UNSUPPORTED_MEDIA_TYPE', 'a GraphQL POST body must be application/json', early(cors));
+        return;
+      }
       try {
-        body = req.method === 'GET' || req.method === 'HEAD' ? undefined : await readBody(req, config.maxBodyBytes);
+        body = await readBody(req, config.maxBodyBytes);
       } catch (error) {
         if (error instanceof BodyTooLargeError) {
           sendGraphQLError(res, 413, 'PAYLOAD_TOO_LARGE', `request body larger than ${config.maxBodyBytes} bytes`, { ...cors, connection: 'close' });
@@ -205,36 +293,24 @@ export function createApp(opts: AppOptions): App {
         }
         throw error;
       }
-      try {
-        const principal = await authenticate(req);
-        log.principal = principal.kind;
-        if (principal.kind !== 'admin') log.installId = principal.installId;
-        rateLimit(principal);
-        caller = { principal, requestId, installs: new Map() };
-      } catch (error) {
-        const mapped = mapDatabaseError(error);
-        if (!(mapped instanceof StorageError)) throw mapped;
-        const status = mapped instanceof UnavailableError ? 503 : mapped.code === 'UNAUTHENTICATED' ? 401 : mapped.code === 'RATE_LIMITED' ? 429 : 403;
-        const headers: Record<string, string> = { ...cors };
-        if (status === 401) headers['www-authenticate'] = 'Bearer';
-        if (mapped instanceof RateLimitedError) headers['retry-after'] = String(mapped.retryAfterSeconds);
-        sendGraphQLError(res, status, mapped.code, mapped.message, headers);
+      if (!isUtf8Body(body)) {
+        sendGraphQLError(res, 400, 'BAD_REQUEST', 'the request body is not valid UTF-8', cors);
+        return;
+      }
+      if (jsonNestingExceeds(body, MAX_REQUEST_JSON_DEPTH)) {
+        sendGraphQLError(res, 400, 'BAD_REQUEST', `the request body nests JSON deeper than ${MAX_REQUEST_JSON_DEPTH} levels`, cors);
+        return;
+      }
+    } else {
+      // GET variables, read from the query string exactly as Yoga will (parseGETRequest).
+      const raw = req.url ?? '';
+      const variables = raw.includes('?') ? new URLSearchParams(raw.slice(raw.indexOf('?') + 1)).get('variables') : null;
+      if (variables && jsonNestingExceeds(Buffer.from(variables), MAX_REQUEST_JSON_DEPTH)) {
+        sendGraphQLError(res, 400, 'BAD_REQUEST', `variables nest JSON deeper than ${MAX_REQUEST_JSON_DEPTH} levels`, cors);
         return;
       }
     }
-    // A fetch Request cannot carry TRACE (or CONNECT, TRACK): answer as Yoga does for other methods.
-    if (req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'POST') {
-      sendGraphQLError(res, 405, 'BAD_REQUEST', 'GraphQL only supports GET and POST requests.', { ...cors, allow: 'GET, POST' });
-      return;
-    }
-    if (body && body.length > 0 && !(req.headers['content-type'] ?? '').toLowerCase().startsWith('multipart/') && !isUtf8Body(body)) {
-      sendGraphQLError(res, 400, 'BAD_REQUEST', 'the request body is not valid UTF-8', cors);
-      return;
-    }
-    const serverContext: ServerContext = {
-      caller: caller ?? { principal: { kind: 'admin', tenantId: '', actor: '' }, requestId },
-      log,
-    };
+    const serverContext: ServerContext = { caller, log };
     const params = fastPathParams(req.method, req.url, req.headers, body);
     const answer = params ? await fastPath(params, url, req.headers, serverContext) : await answerOf(await yoga.fetch(toFetchRequest(req, url, body), serverContext));
     const outHeaders: Record<string, string> = { ...cors };
@@ -249,6 +325,11 @@ export function createApp(opts: AppOptions): App {
   }
 
   async function route(req: IncomingMessage, res: ServerResponse, requestId: string, log: RequestLog): Promise<string> {
+    // A malformed Host is the request's fault: 400 before credentials or anything else are looked at.
+    if (hostOf(req) === null) {
+      sendGraphQLError(res, 400, 'BAD_REQUEST', 'malformed Host header', { connection: 'close' });
+      return 'unknown';
+    }
     const path = (req.url ?? '/').split('?')[0]!;
     if (path === '/graphql') {
       await handleGraphQL(req, res, requestId, log);
@@ -280,18 +361,20 @@ export function createApp(opts: AppOptions): App {
       await handleRunnerRequest(req, res, path, {
         storage,
         authenticate: async (installId) => {
-          const principal = await authenticator.authenticate({
-            runnerAuth: typeof req.headers['x-runner-auth'] === 'string' ? req.headers['x-runner-auth'] : '',
-            installId,
-          });
+          // Only x-runner-auth is a credential here; a bearer token beside it is refused (one credential per request).
+          const principal = await authenticator.authenticate({ ...credentialHeadersOf(req), installId, runnerDoor: true });
           log.principal = principal.kind;
           if (principal.kind !== 'admin') log.installId = principal.installId;
-          rateLimit(principal);
+          await admit(principal, res);
           return principal;
+        },
+        charge: (principal, operation, body) => charge(principal, runnerPrice(operation, body, config.limits)),
+        returned: (principal, records) => {
+          if (principal.kind !== 'admin') limiter.debit(principal.installId, byteUnits(records.reduce((n, r) => n + recordBytes(r), 0)));
         },
         requestId,
         maxBodyBytes: config.maxBodyBytes,
-        logError: (e) => logger.error({ err: e, requestId }, 'unexpected error in the runner protocol'),
+        logError: (e) => logger.error({ err: errorForLog(e), requestId }, 'unexpected error in the runner protocol'),
         log,
       });
       return 'runner';
@@ -307,7 +390,7 @@ export function createApp(opts: AppOptions): App {
     if (closing) {
       // A request racing the shutdown on a kept-alive connection: refused before anything is done.
       res.setHeader('connection', 'close');
-      sendJson(res, 503, { errors: [{ message: new UnavailableError().message, extensions: { code: 'INTERNAL' } }] });
+      sendGraphQLError(res, 503, 'UNAVAILABLE', new UnavailableError().message);
       return;
     }
     inFlight.add(res);
@@ -328,10 +411,10 @@ export function createApp(opts: AppOptions): App {
       .catch((error: unknown) => {
         const mapped = mapDatabaseError(error);
         if (mapped instanceof UnavailableError) {
-          if (!res.headersSent) sendJson(res, 503, { errors: [{ message: mapped.message, extensions: { code: 'INTERNAL' } }] });
+          if (!res.headersSent) sendGraphQLError(res, 503, 'UNAVAILABLE', mapped.message);
         } else {
-          logger.error({ err: error, requestId }, 'unexpected error');
-          if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'Unexpected error.', extensions: { code: 'INTERNAL' } }] });
+          logger.error({ err: errorForLog(error), requestId }, 'unexpected error');
+          if (!res.headersSent) sendGraphQLError(res, 500, 'INTERNAL', 'Unexpected error.');
         }
         if (!res.writableEnded) res.end();
       })
@@ -349,7 +432,8 @@ export function createApp(opts: AppOptions): App {
               requestId,
               method: req.method,
               route: routeName,
-              operation: log.operation,
+              // Caller-controlled (a Runner's operation field, a GraphQL operation name): clipped to 1 KiB.
+              operation: log.operation === undefined ? undefined : clipForLog(log.operation),
               operationType: log.operationType,
               principal: log.principal,
               installId: log.installId,

@@ -135,14 +135,14 @@ export interface RawResponse {
  * server answers (and closes the connection) before the upload has finished. `chunked` sends no
  * Content-Length, so the server must count the bytes as they arrive.
  */
-export function rawPost(url: string, body: Buffer, opts: { chunked?: boolean } = {}): Promise<RawResponse> {
+export function rawPost(url: string, body: Buffer, opts: { chunked?: boolean; token?: string } = {}): Promise<RawResponse> {
   const started = performance.now();
   const framing = opts.chunked ? { 'transfer-encoding': 'chunked' } : { 'content-length': String(body.length) };
   return new Promise((resolve, reject) => {
     let answered = false;
     const req = request(
       url,
-      { method: 'POST', headers: { 'content-type': 'application/json', ...framing } },
+      { method: 'POST', headers: { 'content-type': 'application/json', ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}), ...framing } },
       (res) => {
         answered = true;
         const chunks: Buffer[] = [];

@@ -190,7 +190,8 @@ export function classifyPut(res: CallResult): Outcome {
   const clean =
     (res.status === 503 || res.status === 200) &&
     errors.length > 0 &&
-    errors.every((e) => e.extensions?.code === 'INTERNAL' && e.message === UNAVAILABLE_MESSAGE) &&
+    // 503 before execution is UNAVAILABLE (contract); a field error during execution is INTERNAL.
+    errors.every((e) => e.extensions?.code === (res.status === 503 ? 'UNAVAILABLE' : 'INTERNAL') && e.message === UNAVAILABLE_MESSAGE) &&
     leaks(res.text).length === 0;
   if (clean) return { kind: 'unavailable' };
   return { kind: 'unexpected', detail: `HTTP ${res.status} after ${Math.round(res.ms)} ms: ${res.text.slice(0, 500)}` };

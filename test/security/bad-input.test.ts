@@ -84,10 +84,11 @@ describe('a body that is not a GraphQL request is a 400, never a crash', () => {
     });
   }
 
-  it('Content-Type text/plain is refused and writes nothing', async () => {
+  it('Content-Type text/plain is refused (415) and writes nothing', async () => {
     const key = `text-plain-${randomUUID()}`;
     const res = await rawRequest(t, { headers: json({ 'content-type': 'text/plain' }), body: JSON.stringify(putBody(key)) });
-    expectClientError(res);
+    expectClientError(res, 415);
+    expect(res.body.errors?.[0]?.extensions?.code).toBe('UNSUPPORTED_MEDIA_TYPE');
     await expectNotWritten(key);
   });
 
@@ -308,32 +309,39 @@ describe('oversize and malformed keys and values are LimitExceeded, not crashes'
     expect(JSON.stringify(read.body)).not.toContain(key);
   });
 
-  it('a value nested 1000 levels deep is valueFormat', async () => {
+  it('a value nested 65 levels deep (one more than allowed) is valueFormat', async () => {
     const key = `deep-${randomUUID()}`;
     let value: unknown = 1;
-    for (let i = 0; i < 1000; i++) value = i % 2 === 0 ? { a: value } : [value];
+    for (let i = 0; i < 65; i++) value = i % 2 === 0 ? { a: value } : [value];
     const put = await t.gql(PUT, { input: { namespace: NS, key, value } }, { token });
     expect(put.status).toBe(200);
     expect(put.body.data.putRecord).toMatchObject({ __typename: 'LimitExceeded', limit: 'valueFormat' });
     await expectNotWritten(key);
   });
 
-  it('metadata nested 1000 levels deep is valueFormat', async () => {
+  it('metadata nested 65 levels deep is valueFormat', async () => {
     const key = `deep-meta-${randomUUID()}`;
     let metadata: unknown = 1;
-    for (let i = 0; i < 1000; i++) metadata = { m: metadata };
+    for (let i = 0; i < 65; i++) metadata = { m: metadata };
     const put = await t.gql(PUT, { input: { namespace: NS, key, value: 1, metadata } }, { token });
     expect(put.body.data.putRecord).toMatchObject({ __typename: 'LimitExceeded', limit: 'valueFormat' });
     await expectNotWritten(key);
   });
 
-  it('a value nested 100,000 levels deep is refused without a crash', async () => {
-    const key = `very-deep-${randomUUID()}`;
-    const text = `{"query": ${JSON.stringify(PUT)}, "variables": {"input": {"namespace": "${NS}", "key": "${key}", "value": ${'['.repeat(100_000)}1${']'.repeat(100_000)}}}}`;
-    const res = await rawRequest(t, { headers: json(), body: text });
-    expect(res.status).toBe(200);
-    expect(res.body.data.putRecord).toMatchObject({ __typename: 'LimitExceeded', limit: 'valueFormat' });
-    await expectNotWritten(key);
+  // Contract, "Cost, fairness and availability": nesting far beyond the limit is refused with 400
+  // before the body is parsed (it was parsed, then LimitExceeded with HTTP 200).
+  it('a value or metadata nested 1,000 or 100,000 levels deep is 400 before parsing, without a crash', async () => {
+    for (const [field, levels] of [['value', 1000], ['value', 100_000], ['metadata', 1000]] as const) {
+      const key = `very-deep-${randomUUID()}`;
+      const deep = `${'['.repeat(levels)}1${']'.repeat(levels)}`;
+      const input = field === 'value' ? `"value": ${deep}` : `"value": 1, "metadata": ${deep}`;
+      const text = `{"query": ${JSON.stringify(PUT)}, "variables": {"input": {"namespace": "${NS}", "key": "${key}", ${input}}}}`;
+      const res = await rawRequest(t, { headers: json(), body: text });
+      expectClientError(res, 400);
+      expect(res.body.errors?.[0]?.extensions?.code).toBe('BAD_REQUEST');
+      expect(res.body).not.toHaveProperty('data');
+      await expectNotWritten(key);
+    }
   });
 
   it('U+0000 in a value is valueFormat and a control character in a key is keyFormat', async () => {

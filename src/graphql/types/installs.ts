@@ -64,7 +64,7 @@ export const InstallRef = builder.objectRef<InstallScope>('Install').implement({
       type: [NamespaceRef],
       description: 'Namespaces that hold at least one live record, ordered by name.',
       resolve: async (scope, _a, ctx) =>
-        (await ctx.storage.listNamespaces(ctx.caller, scope)).map((usage) => ({ scope, name: usage.namespace, usage })),
+        (await ctx.work.read(() => ctx.storage.listNamespaces(ctx.caller, scope))).map((usage) => ({ scope, name: usage.namespace, usage })),
     }),
     namespace: t.field({
       type: NamespaceRef,
@@ -76,14 +76,13 @@ export const InstallRef = builder.objectRef<InstallScope>('Install').implement({
         return { scope, name: args.name };
       },
     }),
-    usage: t.field({ type: UsageRef, resolve: (scope, _a, ctx) => ctx.storage.usage(ctx.caller, scope) }),
+    usage: t.field({ type: UsageRef, resolve: (scope, _a, ctx) => ctx.work.read(() => ctx.storage.usage(ctx.caller, scope)) }),
     quota: t.field({ type: QuotaRef, resolve: (scope) => scope.quota }),
     auditLog: t.field({
       type: AuditEventConnectionRef,
       description: 'Admin only: this install\'s storage mutations, newest first.',
       args: { first: t.arg.int({ defaultValue: 25 }), after: t.arg.string() },
-      complexity: (args) => ({ field: 1, multiplier: Math.max(1, Math.min(args.first ?? 25, 100)) }),
-      resolve: (scope, args, ctx) => ctx.storage.auditLog(ctx.caller, scope, args.first, args.after),
+      resolve: (scope, args, ctx) => ctx.work.read(() => ctx.storage.auditLog(ctx.caller, scope, args.first, args.after)),
     }),
   }),
 });

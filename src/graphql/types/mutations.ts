@@ -79,12 +79,27 @@ const SetNamespaceSchemaInput = builder.inputType('SetNamespaceSchemaInput', {
 });
 
 const PutRecordSuccess = builder.objectRef<{ record: StoredRecord }>('PutRecordSuccess').implement({
-  fields: (t) => ({ record: t.field({ type: RecordRef, resolve: (r) => r.record }) }),
+  fields: (t) => ({
+    record: t.field({
+      type: RecordRef,
+      resolve: (r, _a, ctx) => {
+        ctx.work.returned([r.record]);
+        return r.record;
+      },
+    }),
+  }),
 });
 
 const BulkPutRecordsSuccess = builder.objectRef<{ records: StoredRecord[] }>('BulkPutRecordsSuccess').implement({
   fields: (t) => ({
-    records: t.field({ type: [RecordRef], description: 'The written records, in the order of the input items.', resolve: (r) => r.records }),
+    records: t.field({
+      type: [RecordRef],
+      description: 'The written records, in the order of the input items.',
+      resolve: (r, _a, ctx) => {
+        ctx.work.returned(r.records);
+        return r.records;
+      },
+    }),
   }),
 });
 
@@ -108,33 +123,33 @@ builder.mutationFields((t) => ({
     description: 'Create or replace one record.',
     args: { input: t.arg({ type: PutRecordInput, required: true }) },
     errors: { types: WRITE_ERRORS, directResult: true, union: { name: 'PutRecordResult' } },
-    resolve: async (_r, { input }, ctx) => ({ record: await ctx.storage.putRecord(ctx.caller, input) }),
+    resolve: async (_r, { input }, ctx) => ({ record: await ctx.work.read(() => ctx.storage.putRecord(ctx.caller, input)) }),
   }),
   bulkPutRecords: t.field({
     type: BulkPutRecordsSuccess,
     description: 'Write up to the bulk limit of records of one namespace, all or nothing.',
     args: { input: t.arg({ type: BulkPutRecordsInput, required: true }) },
     errors: { types: WRITE_ERRORS, directResult: true, union: { name: 'BulkPutRecordsResult' } },
-    resolve: async (_r, { input }, ctx) => ({ records: await ctx.storage.bulkPutRecords(ctx.caller, input) }),
+    resolve: async (_r, { input }, ctx) => ({ records: await ctx.work.read(() => ctx.storage.bulkPutRecords(ctx.caller, input)) }),
   }),
   deleteRecord: t.field({
     type: DeleteRecordSuccess,
     description: 'Delete one record. Deleting a record that does not exist is not an error.',
     args: { input: t.arg({ type: DeleteRecordInput, required: true }) },
     errors: { types: DELETE_ERRORS, directResult: true, union: { name: 'DeleteRecordResult' } },
-    resolve: (_r, { input }, ctx) => ctx.storage.deleteRecord(ctx.caller, input),
+    resolve: (_r, { input }, ctx) => ctx.work.read(() => ctx.storage.deleteRecord(ctx.caller, input)),
   }),
   upsertInstall: t.field({
     type: InstallRef,
     description: 'Admin only: create or update an install and its storage capabilities.',
     args: { input: t.arg({ type: UpsertInstallInput, required: true }) },
-    resolve: async (_r, { input }, ctx) => ctx.storage.scopeOf(await ctx.storage.upsertInstall(ctx.caller, input)),
+    resolve: async (_r, { input }, ctx) => ctx.storage.scopeOf(await ctx.work.read(() => ctx.storage.upsertInstall(ctx.caller, input))),
   }),
   setNamespaceSchema: t.field({
     type: SetNamespaceSchemaSuccess,
     description: 'Admin only: set a new active JSON Schema version for a namespace.',
     args: { input: t.arg({ type: SetNamespaceSchemaInput, required: true }) },
     errors: { types: SCHEMA_ERRORS, directResult: true, union: { name: 'SetNamespaceSchemaResult' } },
-    resolve: async (_r, { input }, ctx) => ({ schema: await ctx.storage.setNamespaceSchema(ctx.caller, input) }),
+    resolve: async (_r, { input }, ctx) => ({ schema: await ctx.work.read(() => ctx.storage.setNamespaceSchema(ctx.caller, input)) }),
   }),
 }));

@@ -13,9 +13,8 @@ builder.queryFields((t) => ({
     type: InstallConnectionRef,
     description: "Installs of the admin's tenant, ordered by id. Admin only.",
     args: { first: t.arg.int({ defaultValue: 25 }), after: t.arg.string() },
-    complexity: (args) => ({ field: 1, multiplier: Math.max(1, Math.min(args.first ?? 25, 100)) }),
     resolve: async (_r, args, ctx) => {
-      const page = await ctx.storage.listInstalls(ctx.caller, args.first, args.after);
+      const page = await ctx.work.read(() => ctx.storage.listInstalls(ctx.caller, args.first, args.after));
       const scopes = page.items.map((i) => ctx.storage.scopeOf(i));
       return { ...page, items: scopes, cursorOf: (s) => page.cursorOf(s.install) };
     },
@@ -33,7 +32,6 @@ builder.queryFields((t) => ({
     type: [RecordRef],
     nullable: { list: false, items: true },
     args: { namespace: t.arg.string({ required: true }), keys: t.arg.stringList({ required: true }), installId: t.arg.id() },
-    complexity: (args) => ({ field: Math.max(1, args.keys.length) }),
     resolve: async (_r, args, ctx) => {
       const scope = await ctx.storage.resolveInstall(ctx.caller, args.installId, 'read', args.namespace);
       return loadRecords(ctx, scope, args.namespace, args.keys);
@@ -48,7 +46,6 @@ builder.queryFields((t) => ({
       after: t.arg.string(),
       installId: t.arg.id(),
     },
-    complexity: (args) => ({ field: 1, multiplier: Math.max(1, Math.min(args.first ?? 25, 100)) }),
     resolve: async (_r, args, ctx) => {
       const scope = await ctx.storage.resolveInstall(ctx.caller, args.installId, 'read', args.namespace);
       return loadRecordList(ctx, scope, args.namespace, args);

@@ -40,12 +40,11 @@ export interface NamespaceShape {
 export async function loadRecords(ctx: GraphQLContext, scope: InstallScope, namespace: string, keys: readonly string[]) {
   ctx.storage.checkAccess(ctx.caller, scope, 'read', namespace);
   ctx.storage.checkReadKeys(namespace, keys);
-  return ctx.recordLoader(scope, namespace).loadMany(keys).then((results) =>
-    results.map((r) => {
-      if (r instanceof Error) throw r;
-      return r;
-    }),
-  );
+  const results = await ctx.recordLoader(scope, namespace).loadMany(keys);
+  for (const r of results) if (r instanceof Error) throw r;
+  const records = results as Array<StoredRecord | null>;
+  ctx.work.returned(records);
+  return records;
 }
 
 export async function loadRecordList(
@@ -55,12 +54,22 @@ export async function loadRecordList(
   args: { prefix?: string | null; first?: number | null; after?: string | null },
 ) {
   ctx.storage.checkAccess(ctx.caller, scope, 'read', namespace);
-  return ctx.storage.listRecords(scope, namespace, args);
+  const page = await ctx.work.read(() => ctx.storage.listRecords(scope, namespace, args));
+  ctx.work.returned(page.items);
+  return page;
 }
 
-async function usageOf(ctx: GraphQLContext, ns: NamespaceShape): Promise<NamespaceUsage | undefined> {
-  ns.usage ??= (await ctx.storage.namespaceUsage(ns.scope, ns.name))[0];
-  return ns.usage;
+/** One usage read per Namespace object, shared by keyCount and bytesUsed (the cost model prices it once). */
+const usageReads = new WeakMap<NamespaceShape, Promise<NamespaceUsage | undefined>>();
+
+function usageOf(ctx: GraphQLContext, ns: NamespaceShape): Promise<NamespaceUsage | undefined> {
+  if (ns.usage) return Promise.resolve(ns.usage);
+  let pending = usageReads.get(ns);
+  if (!pending) {
+    pending = ctx.work.read(() => ctx.storage.namespaceUsage(ns.scope, ns.name)).then((u) => u[0]);
+    usageReads.set(ns, pending);
+  }
+  return pending;
 }
 
 export const NamespaceRef = builder.objectRef<NamespaceShape>('Namespace').implement({
@@ -72,7 +81,7 @@ export const NamespaceRef = builder.objectRef<NamespaceShape>('Namespace').imple
       type: NamespaceSchemaRef,
       nullable: true,
       description: 'The active JSON Schema of this namespace, if one is set.',
-      resolve: (ns, _a, ctx) => ctx.storage.activeSchema(ns.scope, ns.name),
+      resolve: (ns, _a, ctx) => ctx.work.read(() => ctx.storage.activeSchema(ns.scope, ns.name)),
     }),
     record: t.field({
       type: RecordRef,
@@ -84,7 +93,6 @@ export const NamespaceRef = builder.objectRef<NamespaceShape>('Namespace').imple
       type: [RecordRef],
       nullable: { list: false, items: true },
       args: { keys: t.arg.stringList({ required: true }) },
-      complexity: (args) => ({ field: Math.max(1, args.keys.length) }),
       resolve: (ns, args, ctx) => loadRecords(ctx, ns.scope, ns.name, args.keys),
     }),
     recordList: t.field({
@@ -95,7 +103,6 @@ export const NamespaceRef = builder.objectRef<NamespaceShape>('Namespace').imple
         first: t.arg.int({ defaultValue: 25 }),
         after: t.arg.string(),
       },
-      complexity: (args) => ({ field: 1, multiplier: Math.max(1, Math.min(args.first ?? 25, 100)) }),
       resolve: (ns, args, ctx) => loadRecordList(ctx, ns.scope, ns.name, args),
     }),
   }),
