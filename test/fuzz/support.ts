@@ -32,7 +32,8 @@ export interface RawResponse {
   text: string;
 }
 
-function dechunk(body: Buffer): Buffer {
+/** The body of a chunked HTTP/1.1 answer, as sent. */
+export function dechunk(body: Buffer): Buffer {
   const parts: Buffer[] = [];
   let at = 0;
   while (at < body.length) {

@@ -4,6 +4,7 @@
  * answers before reading it.
  */
 import net from 'node:net';
+import { dechunk } from '../fuzz/support.js';
 
 export interface RawOptions {
   method?: string;
@@ -31,19 +32,6 @@ export interface RawAnswer {
   header(name: string): string | undefined;
 }
 
-function dechunk(body: Buffer): Buffer {
-  const parts: Buffer[] = [];
-  let at = 0;
-  while (at < body.length) {
-    const eol = body.indexOf('\r\n', at);
-    if (eol < 0) break;
-    const size = parseInt(body.subarray(at, eol).toString('latin1'), 16);
-    if (!Number.isFinite(size) || size === 0) break;
-    parts.push(body.subarray(eol + 2, eol + 2 + size));
-    at = eol + 2 + size + 2;
-  }
-  return Buffer.concat(parts);
-}
 
 /** One request on its own connection (Connection: close); resolves with the answer. */
 export function raw(baseUrl: string, opts: RawOptions): Promise<RawAnswer> {
