@@ -12,6 +12,8 @@ export interface StoredRecord {
   ttlExpiresAt: Date | null;
   createdAt: Date;
   updatedAt: Date;
+  /** Stored bytes (value + metadata, as the contract counts them): what the response budget charges. */
+  storedBytes: number;
 }
 
 /** Tenant and install of a per-install statement. */
@@ -33,6 +35,7 @@ type RecordRow = {
   ttl_expires_at: Date | null;
   created_at: Date;
   updated_at: Date;
+  stored_bytes: number;
 };
 
 function toRecord(row: RecordRow): StoredRecord {
@@ -46,6 +49,7 @@ function toRecord(row: RecordRow): StoredRecord {
     ttlExpiresAt: row.ttl_expires_at,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
+    storedBytes: Number(row.stored_bytes),
   };
 }
 
@@ -61,7 +65,8 @@ const RECORD_COLUMNS = [
   'updated_at',
 ] as const;
 
-const SELECT_BY_KEYS = `SELECT namespace, key, value, metadata, revision, schema_version, ttl_expires_at, created_at, updated_at
+const SELECT_BY_KEYS = `SELECT namespace, key, value, metadata, revision, schema_version, ttl_expires_at, created_at, updated_at,
+       value_bytes + metadata_bytes AS stored_bytes
   FROM ext_storage_records
  WHERE tenant_id = $1::uuid AND install_id = $2::uuid AND namespace = $3
    AND key = ANY(ARRAY(SELECT jsonb_array_elements_text($4::jsonb)))
@@ -90,7 +95,7 @@ export async function selectRecordPage(
 ): Promise<{ records: StoredRecord[]; hasNextPage: boolean }> {
   let q = db
     .selectFrom('ext_storage_records')
-    .select(RECORD_COLUMNS)
+    .select([...RECORD_COLUMNS, sql<number>`value_bytes + metadata_bytes`.as('stored_bytes')])
     .where('tenant_id', '=', scope.tenantId)
     .where('install_id', '=', scope.installId)
     .where('namespace', '=', namespace)

@@ -158,6 +158,7 @@ export class RecordWriter {
         ttlExpiresAt: r.expiresAt ? new Date(r.expiresAt) : null,
         createdAt: new Date(r.createdAt!),
         updatedAt: new Date(r.updatedAt!),
+        storedBytes: op.valueBytes + op.metadataBytes,
       };
     });
     if (written > 0) this.hooks.onBytesWritten?.(written);

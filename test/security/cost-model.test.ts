@@ -183,6 +183,7 @@ describe('RequestWork: database calls and returned bytes of one request', () => 
     ttlExpiresAt: null,
     createdAt: new Date(),
     updatedAt: new Date(),
+    storedBytes: bytes,
   });
 
   it('measures a record as the UTF-8 bytes of its compact JSON, without building the text', () => {
