@@ -6,6 +6,7 @@ import {
   LimitExceededError,
   RateLimitedError,
   StorageError,
+  mapDatabaseError,
 } from '../storage/errors.js';
 
 export function storageErrorExtensions(error: StorageError): Record<string, unknown> {
@@ -24,11 +25,13 @@ function where(error: GraphQLError | null) {
 
 /**
  * Yoga's maskError: storage errors keep their code and message; GraphQL's own errors (parse,
- * validation, coercion, limits) pass unchanged; anything else becomes INTERNAL with no details.
+ * validation, coercion, limits) pass unchanged; database outages become the unavailability error;
+ * anything else becomes INTERNAL with no details.
  */
 export function maskError(error: unknown, onUnexpected: (error: unknown) => void): Error {
   const gqlError = error instanceof GraphQLError ? error : null;
-  const original = gqlError ? gqlError.originalError : error;
+  // A database outage met outside the storage facade's own mapping (a read helper) is still a clean unavailability.
+  const original = mapDatabaseError(gqlError ? gqlError.originalError : error);
   if (original instanceof StorageError) {
     return new GraphQLError(original.message, {
       ...where(gqlError),

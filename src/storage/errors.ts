@@ -151,7 +151,7 @@ export function mapDatabaseError(error: unknown): unknown {
     // changed nothing and may be retried; the write path retries it first.
     code === '40P01' ||
     code === '40001' ||
-    /timeout exceeded when trying to connect|Connection terminated|connection timeout|Client has encountered a connection error/i.test(message)
+    /timeout exceeded when trying to connect|Connection terminated|connection timeout|is not queryable|Query read timeout/i.test(message)
   ) {
     return new UnavailableError();
   }

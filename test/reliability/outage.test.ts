@@ -13,6 +13,11 @@ const STATEMENT_TIMEOUT_MS = 3000;
 const CONNECTION_TIMEOUT_MS = 1000;
 const COUNTER = 'counter';
 
+/** The gateway's own account of an unexpected error (its error-level log lines), for the failure message. */
+function unexpectedLogLines(output: string): string {
+  return output.split('\n').filter((line) => line.includes('"level":50')).slice(-5).join('\n') || '(nothing at error level)';
+}
+
 describe.skipIf(backend !== 'postgres')('a PostgreSQL restart under write load', () => {
   let pg: PostgresInstance;
   let gateway: Gateway;
@@ -90,7 +95,10 @@ describe.skipIf(backend !== 'postgres')('a PostgreSQL restart under write load',
 
     // Failures during the outage were clean (HTTP 503 or GraphQL INTERNAL) and fast.
     const unexpected = writes.filter((w) => w.outcome.kind === 'unexpected' || w.outcome.kind === 'network');
-    expect(unexpected.map((w) => w.outcome), 'every answer is a success, a mismatch or a clean unavailability').toEqual([]);
+    expect(
+      unexpected.map((w) => w.outcome),
+      `every answer is a success, a mismatch or a clean unavailability; the gateway logged:\n${unexpectedLogLines(gateway.output())}`,
+    ).toEqual([]);
     const failed = writes.filter((w) => w.outcome.kind === 'unavailable');
     expect(failed.length, 'requests during the outage fail').toBeGreaterThan(5);
     const slowest = Math.max(...failed.map((w) => w.ms));
