@@ -21,6 +21,8 @@ export interface Limits {
   sweepBatch: number;
   /** How long the audit log keeps an event; writes remove older ones in bounded batches. */
   auditRetentionSeconds: number;
+  /** Concurrent writes of one install combined into one call: at most this many requests and bytes. */
+  combine: { maxRequests: number; maxBytes: number; maxWaitMs: number };
 }
 
 export interface Config {
@@ -110,6 +112,7 @@ export function loadConfig(env: Env = process.env): Config {
   const minTtl = int(env, 'STORAGE_MIN_TTL_SECONDS', 60, 1);
   const maxTtl = int(env, 'STORAGE_MAX_TTL_SECONDS', 2_592_000, 1);
   if (maxTtl < minTtl) throw new ConfigError('STORAGE_MAX_TTL_SECONDS must be >= STORAGE_MIN_TTL_SECONDS');
+  const connectionTimeoutMs = int(env, 'STORAGE_DB_CONNECTION_TIMEOUT_MS', 2000, 0);
   const corsOrigins = list(env, 'STORAGE_CORS_ORIGINS');
   for (const origin of corsOrigins) {
     if (origin === '*' || !/^https?:\/\/[^/]+$/.test(origin)) {
@@ -137,6 +140,13 @@ export function loadConfig(env: Env = process.env): Config {
       // Small: a write pays for its sweep, and expired records cost nothing while they wait (issue 10).
       sweepBatch: int(env, 'STORAGE_TTL_SWEEP_BATCH', 10, 0),
       auditRetentionSeconds: int(env, 'STORAGE_AUDIT_RETENTION_SECONDS', 7_776_000, 1),
+      // Concurrent writes of one install share a call and a commit (src/storage/write-combiner.ts).
+      combine: {
+        maxRequests: int(env, 'STORAGE_WRITE_COMBINE_MAX', 32, 1),
+        maxBytes: int(env, 'STORAGE_WRITE_COMBINE_MAX_BYTES', 4 * 1024 * 1024, 1024),
+        // Waiting behind an install's call is bounded like waiting for a pooled connection.
+        maxWaitMs: connectionTimeoutMs,
+      },
     },
     quotaDefaults: {
       maxNamespaces: int(env, 'STORAGE_QUOTA_NAMESPACES', DEFAULT_QUOTAS.maxNamespaces, 1),
@@ -168,7 +178,7 @@ export function loadConfig(env: Env = process.env): Config {
     db: {
       poolMax: int(env, 'STORAGE_DB_POOL_MAX', 20, 1),
       statementTimeoutMs: int(env, 'STORAGE_DB_STATEMENT_TIMEOUT_MS', 5000, 0),
-      connectionTimeoutMs: int(env, 'STORAGE_DB_CONNECTION_TIMEOUT_MS', 2000, 0),
+      connectionTimeoutMs,
     },
     graphqlLimits: {
       maxDepth: int(env, 'STORAGE_GRAPHQL_MAX_DEPTH', 12, 1),

@@ -2,9 +2,9 @@
  * The plan-and-apply stages of every write. The schema stage runs here (JSON Schema validation
  * needs ajv); revisions, quotas, TTL, the sweep, counters and audit are decided and applied by
  * one call of ext_storage_write_v1 (migrations/005_write_function.ts) under the install's lock,
- * against one instant. On Citus that call runs whole on the worker holding the tenant.
+ * against one instant. On Citus that call runs whole on the worker holding the tenant. Concurrent
+ * writes of one install share a call and a commit (src/storage/write-combiner.ts).
  */
-import { CompiledQuery } from 'kysely';
 import type { Db } from '../db/database.js';
 import { QuotaExceededError, RevisionMismatchError, ValidationFailedError, type QuotaName, type ValidationIssue } from './errors.js';
 import type { InstallScope } from './installs.js';
@@ -12,6 +12,7 @@ import type { Caller } from './principal.js';
 import type { WriteCommand } from './prepare.js';
 import type { StoredRecord } from './records.js';
 import { ActiveSchemaCache, ValidatorCache, validationIssues } from './schemas.js';
+import { WriteCombiner, type CombinerSettings } from './write-combiner.js';
 
 /** Observers for metrics; the core stays ignorant of Prometheus. */
 export interface StorageHooks {
@@ -30,8 +31,6 @@ const PRESSURE_THRESHOLDS = [0.8, 0.95];
 /** How often a write re-validates after the active schema changed under it, and retries a deadlock victim. */
 const MAX_ATTEMPTS = 5;
 const RETRYABLE_SQLSTATES = new Set(['40P01', '40001']);
-
-const WRITE = CompiledQuery.raw('SELECT ext_storage_write_v1($1::uuid, $2::uuid, $3::jsonb) AS result', []);
 
 type Outcome =
   | { ok: true; results: Array<{ revision?: number; expiresAt?: string | null; createdAt?: string; updatedAt?: string; deleted?: boolean }>; swept: number; usage: PressureUsage }
@@ -57,13 +56,16 @@ interface SchemaVerdict {
 
 export class RecordWriter {
   readonly activeSchemas = new ActiveSchemaCache();
+  private readonly combiner: WriteCombiner;
 
   constructor(
     private readonly db: Db,
     private readonly validators: ValidatorCache,
-    private readonly settings: { sweepBatch: number; auditRetentionSeconds: number },
+    private readonly settings: { sweepBatch: number; auditRetentionSeconds: number; combine: CombinerSettings },
     private readonly hooks: StorageHooks,
-  ) {}
+  ) {
+    this.combiner = new WriteCombiner(db, settings.combine);
+  }
 
   async write(caller: Caller, scope: InstallScope, cmd: WriteCommand): Promise<WriteResult> {
     for (let attempt = 1; ; attempt++) {
@@ -116,9 +118,7 @@ export class RecordWriter {
       invalid: verdict.failure !== null,
       ops: cmd.ops.map((op) => (op.kind === 'put' ? { ...op, schemaVersion: verdict.version } : op)),
     };
-    const query = CompiledQuery.raw(WRITE.sql, [scope.tenantId, scope.installId, JSON.stringify(request)]);
-    const { rows } = await this.db.executeQuery<{ result: Outcome }>(query);
-    return rows[0]!.result;
+    return (await this.combiner.write(scope.tenantId, scope.installId, JSON.stringify(request))) as Outcome;
   }
 
   private refusal(cmd: WriteCommand, verdict: SchemaVerdict, outcome: Exclude<Outcome, { ok: true }>): Error {

@@ -132,11 +132,16 @@ describe.skipIf(backend !== 'postgres')('a slow database and an exhausted pool',
   });
 
   it('an exhausted pool fails queued requests cleanly after the connection timeout, and never hangs', async () => {
+    // Writes of one install share one call at a time (the write combiner), so the pool is exhausted
+    // by writes of several installs.
+    const installs = await Promise.all(Array.from({ length: 8 }, () => gateway.createInstall()));
     const release = await lockRecords();
     let results;
     let held = 0;
     try {
-      const pending = Array.from({ length: 8 }, (_, i) => put(`exhausted/${i}`));
+      const pending = installs.map((install, i) =>
+        call(gateway.url, { token: install.token, query: PUT, variables: { input: { namespace: 'pool', key: `exhausted/${i}`, value: { i } } } }),
+      );
       await sleep(300);
       held = await gatewayConnections();
       results = await Promise.all(pending);
@@ -155,10 +160,29 @@ describe.skipIf(backend !== 'postgres')('a slow database and an exhausted pool',
     expect(outcomes.some((o) => o.ms >= STATEMENT_TIMEOUT_MS - 50), `some requests held a connection until the statement timeout: ${JSON.stringify(outcomes)}`).toBe(true);
 
     // Nothing of the refused writes was stored; the pool is whole again afterwards.
-    expect((await storedKeys()).filter((k) => k.startsWith('exhausted/'))).toEqual([]);
+    const r = await side.query(`SELECT count(*)::int AS n FROM ext_storage_records WHERE key LIKE 'exhausted/%'`);
+    expect(r.rows[0].n).toBe(0);
     const after = await Promise.all(Array.from({ length: 4 }, (_, i) => put(`exhausted/after/${i}`)));
     expect(after.map((r) => classifyPut(r).kind)).toEqual(Array(4).fill('ack'));
     const ready = await fetch(`${gateway.url}/readyz`);
     expect(ready.status).toBe(200);
+  });
+
+  it('writes queued behind a busy install give up after the connection timeout too, and the call in flight at the statement timeout', async () => {
+    const release = await lockRecords();
+    let results;
+    try {
+      results = await Promise.all(Array.from({ length: 8 }, (_, i) => put(`busy/${i}`)));
+    } finally {
+      await release();
+    }
+    const outcomes = results.map((r) => ({ kind: classifyPut(r).kind, ms: Math.round(r.ms) }));
+    for (const r of results) expect(classifyPut(r), r.text).toEqual({ kind: 'unavailable' });
+    const bound = STATEMENT_TIMEOUT_MS + CONNECTION_TIMEOUT_MS + 1000;
+    for (const o of outcomes) expect(o.ms, JSON.stringify(outcomes)).toBeLessThan(bound);
+    expect(outcomes.filter((o) => o.ms < STATEMENT_TIMEOUT_MS - 300).length, `the queued ones gave up waiting: ${JSON.stringify(outcomes)}`).toBeGreaterThan(0);
+    expect((await storedKeys()).filter((k) => k.startsWith('busy/'))).toEqual([]);
+    const after = await Promise.all(Array.from({ length: 4 }, (_, i) => put(`busy/after/${i}`)));
+    expect(after.map((r) => classifyPut(r).kind)).toEqual(Array(4).fill('ack'));
   });
 });

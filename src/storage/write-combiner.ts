@@ -1,0 +1,148 @@
+/**
+ * The per-install write combiner (issue 12; docs/write-combining.md). Every write of an install
+ * takes that install's lock row until it commits (I1 in migrations/005_write_function.ts), so
+ * concurrent writes of one install queue in the database, one commit each. Here they queue in the
+ * process instead: while a call for an install is in flight, the writes that arrive for it wait,
+ * and when it returns they go together as one call of ext_storage_write_batch_v1 (one round trip,
+ * one lock acquisition, one commit). Each still gets its own answer: the batch function runs each
+ * request exactly as ext_storage_write_v1 would, in arrival order, in one transaction.
+ *
+ * Nothing waits when an install is idle (the first write goes at once, alone), so a lone write
+ * pays no latency; under load a write waits for at most the call before it.
+ *
+ * When a batch fails as a whole:
+ * - the database refused the statement for a fault in a request (an ERROR: the transaction rolled
+ *   back, nothing of the batch was applied): each request is sent again alone, so only the request
+ *   at fault fails;
+ * - a statement timeout, a deadlock or serialization victim: every request gets that error (the
+ *   write path retries the retryable ones);
+ * - the connection broke, a FATAL: whether the batch committed is unknown, as it is for a lone
+ *   write that loses its connection; every request gets that error.
+ *
+ * A write waits behind its install's call at most `maxWaitMs` (the pool's connection timeout), then
+ * fails as unavailable having been sent nowhere.
+ */
+import { CompiledQuery } from 'kysely';
+import type { Db } from '../db/database.js';
+import { mapDatabaseError, StorageError, UnavailableError } from './errors.js';
+
+const SINGLE = CompiledQuery.raw('SELECT ext_storage_write_v1($1::uuid, $2::uuid, $3::jsonb) AS result', []);
+const BATCH = CompiledQuery.raw('SELECT ext_storage_write_batch_v1($1::uuid, $2::uuid, $3::jsonb) AS result', []);
+
+export interface CombinerSettings {
+  /** Most requests in one call; 1 turns combining off. */
+  maxRequests: number;
+  /** Most bytes of request JSON in one call (a batch of one may exceed it). */
+  maxBytes: number;
+  /** Longest a write waits behind its install's call before it fails as unavailable (0: no bound). */
+  maxWaitMs: number;
+}
+
+interface Waiting {
+  request: string;
+  resolve(answer: unknown): void;
+  reject(error: unknown): void;
+  timer?: NodeJS.Timeout;
+}
+
+interface Lane {
+  queue: Waiting[];
+}
+
+export class WriteCombiner {
+  /** An install is here while a call of it is in flight; its lane holds the writes waiting for it. */
+  private readonly lanes = new Map<string, Lane>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly settings: CombinerSettings,
+  ) {}
+
+  /** Runs one request (ext_storage_write_v1's JSON) for an install; resolves to that function's answer. */
+  write(tenantId: string, installId: string, request: string): Promise<unknown> {
+    if (this.settings.maxRequests <= 1) return this.single(tenantId, installId, request);
+    const id = `${tenantId}/${installId}`;
+    const lane = this.lanes.get(id);
+    if (lane) return this.wait(lane, request);
+    this.lanes.set(id, { queue: [] });
+    return this.single(tenantId, installId, request).finally(() => this.next(id, tenantId, installId));
+  }
+
+  private wait(lane: Lane, request: string): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const waiting: Waiting = { request, resolve, reject };
+      if (this.settings.maxWaitMs > 0) {
+        waiting.timer = setTimeout(() => {
+          const at = lane.queue.indexOf(waiting);
+          if (at < 0) return;
+          lane.queue.splice(at, 1);
+          reject(new UnavailableError());
+        }, this.settings.maxWaitMs);
+      }
+      lane.queue.push(waiting);
+    });
+  }
+
+  /** After a call of an install returns: sends what waited for it, or frees the lane. */
+  private next(id: string, tenantId: string, installId: string): void {
+    const lane = this.lanes.get(id)!;
+    if (lane.queue.length === 0) {
+      this.lanes.delete(id);
+      return;
+    }
+    const batch = this.take(lane);
+    void this.send(tenantId, installId, batch).finally(() => this.next(id, tenantId, installId));
+  }
+
+  private take(lane: Lane): Waiting[] {
+    let bytes = 0;
+    let n = 0;
+    while (n < lane.queue.length && n < this.settings.maxRequests) {
+      bytes += lane.queue[n]!.request.length;
+      if (n > 0 && bytes > this.settings.maxBytes) break;
+      n++;
+    }
+    const batch = lane.queue.splice(0, n);
+    for (const w of batch) clearTimeout(w.timer);
+    return batch;
+  }
+
+  private async send(tenantId: string, installId: string, batch: Waiting[]): Promise<void> {
+    if (batch.length === 1) {
+      const [only] = batch;
+      await this.single(tenantId, installId, only!.request).then(only!.resolve, only!.reject);
+      return;
+    }
+    let answers: unknown[];
+    try {
+      const query = CompiledQuery.raw(BATCH.sql, [tenantId, installId, `[${batch.map((w) => w.request).join(',')}]`]);
+      const { rows } = await this.db.executeQuery<{ result: unknown[] }>(query);
+      answers = rows[0]!.result;
+    } catch (error) {
+      if (!refusedAsFaulty(error)) {
+        for (const w of batch) w.reject(error);
+        return;
+      }
+      // Nothing of the batch was applied, and the fault is in a request: each alone, so only that one fails.
+      for (const w of batch) await this.single(tenantId, installId, w.request).then(w.resolve, w.reject);
+      return;
+    }
+    batch.forEach((w, i) => w.resolve(answers[i]));
+  }
+
+  private async single(tenantId: string, installId: string, request: string): Promise<unknown> {
+    const { rows } = await this.db.executeQuery<{ result: unknown }>(CompiledQuery.raw(SINGLE.sql, [tenantId, installId, request]));
+    return rows[0]!.result;
+  }
+}
+
+/**
+ * True when the database refused the statement with an ERROR (a statement outside a transaction
+ * block that fails is rolled back whole) that is not an unavailability: a statement timeout, a
+ * deadlock or serialization victim would meet each request again, and is answered to all of them
+ * (RecordWriter retries the retryable ones). A lost connection or a FATAL leaves the outcome unknown.
+ */
+function refusedAsFaulty(error: unknown): boolean {
+  const e = error as { severity?: unknown; code?: unknown };
+  return e?.severity === 'ERROR' && typeof e.code === 'string' && !(mapDatabaseError(error) instanceof StorageError);
+}
