@@ -1,7 +1,7 @@
 /**
  * On a real Citus cluster (TEST_CITUS_WORKERS set; README, "Running the suite on Citus"): a put, a
- * bulk put, a delete and a TTL sweep each run on the one worker that holds the tenant, as one
- * delegated call. Citus reports every command it sends to a node (citus.log_remote_commands); the
+ * bulk put, a delete, a TTL sweep and a batch of combined writes each run on the one worker that
+ * holds the tenant, as one delegated call. Citus reports every command it sends to a node (citus.log_remote_commands); the
  * writes go through the storage core on a connection that collects those reports.
  */
 import { randomUUID } from 'node:crypto';
@@ -82,6 +82,19 @@ describe.skipIf(!onCitus)('on Citus, every write runs on the tenant’s worker o
     expect(sweep.commands.filter((c) => c.includes('ext_storage_write_v1'))).toHaveLength(1);
     const { rows } = await pool.query('SELECT key FROM ext_storage_records WHERE tenant_id = $1 ORDER BY key', [tenantId]);
     expect(rows.map((r) => r.key)).toEqual(['c', 'd']);
+  });
+
+  it('combined writes of one install: one batch call, one command, to the tenant’s worker', async () => {
+    const worker = await tenantWorker();
+    // The pool has one connection: the first put holds the install's lane, the other five wait and go as one batch.
+    const { nodes, commands } = await nodesUsedBy(() =>
+      Promise.all(Array.from({ length: 6 }, (_, i) => storage.putRecord(caller, { installId, namespace: 'batch', key: `k${i}`, value: i }))),
+    );
+    expect(nodes, commands.join('\n')).toEqual([worker]);
+    expect(commands.filter((c) => c.includes('ext_storage_write_v1(')), commands.join('\n')).toHaveLength(1);
+    expect(commands.filter((c) => c.includes('ext_storage_write_batch_v1(')), commands.join('\n')).toHaveLength(1);
+    const { rows } = await pool.query(`SELECT count(*)::int AS n FROM ext_storage_records WHERE tenant_id = $1 AND namespace = 'batch'`, [tenantId]);
+    expect(rows[0].n).toBe(6);
   });
 
   it('a usage read is one command to the tenant’s worker', async () => {
