@@ -1,14 +1,18 @@
 /**
  * The baseline of `npm run bench`: node:http + pg, no GraphQL, no auth, no guards, one statement
- * per request. Reads run the gateway's own SELECTs (src/storage/records.ts, same text shape and
- * parameters); writes are a plain conditional upsert (no lock row, no usage counters, no audit).
+ * per request, the least SQL that answers each scenario. Reads run the gateway's own SELECTs
+ * (src/storage/records.ts, same text shape and parameters); a put is a plain upsert, a create-only
+ * put an insert that does nothing on conflict, a bulk put one multi-row upsert (no lock row, no
+ * usage counters, no audit).
  *
  * Statements run as named prepared statements, as the gateway's do (src/db/database.ts), so the
  * baseline gets the same parse-once advantage; BARE_PREPARED=0 sends them unnamed.
  *
  * Env: BARE_DATABASE_URL, BARE_TENANT, BARE_INSTALL, BARE_POOL_MAX (20), BARE_PREPARED (1), PORT, HOST.
  * Routes (POST, JSON body): /noop {}, /get {namespace,key}, /records {namespace,keys}, /list {namespace,first,afterKey},
- * /put {namespace,key,value,metadata,ifRevision}, /bulk {namespace,items}; GET /healthz.
+ * /put {namespace,key,value,metadata,ifRevision?} (ifRevision absent: upsert; 0: create only, 409 if the key exists),
+ * /bulk {namespace,items}; GET /healthz. Every route acts on BARE_INSTALL, or on the install named in
+ * an `x-install-id` header (the put16 scenario spreads its writes over several installs).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import pg from 'pg';
@@ -33,7 +37,7 @@ function query(text: string, values: unknown[]) {
   return pool.query({ name, text, values });
 }
 const tenant = process.env.BARE_TENANT!;
-const install = process.env.BARE_INSTALL!;
+const defaultInstall = process.env.BARE_INSTALL!;
 
 const COLUMNS = '"namespace", "key", "value", "metadata", "revision", "schema_version", "ttl_expires_at", "created_at", "updated_at"';
 const LIVE = '(ttl_expires_at IS NULL OR ttl_expires_at > now())';
@@ -43,18 +47,17 @@ const PAGE_FIRST = `select ${COLUMNS} from "ext_storage_records" where "tenant_i
   and ${LIVE} order by "key" limit $4`;
 const PAGE_AFTER = `select ${COLUMNS} from "ext_storage_records" where "tenant_id" = $1 and "install_id" = $2 and "namespace" = $3
   and ${LIVE} and "key" > $4 order by "key" limit $5`;
-// ifRevision null: upsert; 0: create only; n > 0: update only at revision n (the insert side is
-// guarded by EXISTS so a missing row is not created).
-const PUT = `INSERT INTO ext_storage_records AS r
+const INSERT = `INSERT INTO ext_storage_records AS r
     (tenant_id, install_id, namespace, key, value, metadata, value_bytes, metadata_bytes, revision,
      schema_version, ttl_expires_at, created_at, updated_at)
-  SELECT $1::uuid, $2::uuid, $3, $4, $5::jsonb, $6::jsonb, $7::int, $8::int, 1, NULL, NULL, now(), now()
-   WHERE $9::int IS NULL OR $9::int = 0 OR EXISTS (SELECT 1 FROM ext_storage_records
-          WHERE tenant_id = $1::uuid AND install_id = $2::uuid AND namespace = $3 AND key = $4)
+  VALUES ($1::uuid, $2::uuid, $3, $4, $5::jsonb, $6::jsonb, $7::int, $8::int, 1, NULL, NULL, now(), now())`;
+const UPSERT = `${INSERT}
   ON CONFLICT (tenant_id, install_id, namespace, key) DO UPDATE SET
     value = EXCLUDED.value, metadata = EXCLUDED.metadata, value_bytes = EXCLUDED.value_bytes,
     metadata_bytes = EXCLUDED.metadata_bytes, revision = r.revision + 1, updated_at = EXCLUDED.updated_at
-   WHERE $9::int IS NULL OR r.revision = $9::int
+  RETURNING r.key, r.revision, r.updated_at`;
+const CREATE = `${INSERT}
+  ON CONFLICT (tenant_id, install_id, namespace, key) DO NOTHING
   RETURNING r.key, r.revision, r.updated_at`;
 const BULK = `INSERT INTO ext_storage_records AS r
     (tenant_id, install_id, namespace, key, value, metadata, value_bytes, metadata_bytes, revision,
@@ -91,7 +94,7 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 
 const bytes = (v: unknown) => Buffer.byteLength(JSON.stringify(v), 'utf8');
 
-async function handle(path: string, b: Body): Promise<[number, unknown]> {
+async function handle(path: string, install: string, b: Body): Promise<[number, unknown]> {
   switch (path) {
     case '/noop':
       return [200, { data: { __typename: 'Query' } }];
@@ -114,8 +117,9 @@ async function handle(path: string, b: Body): Promise<[number, unknown]> {
       return [200, { items: rows.slice(0, first), hasNextPage: rows.length > first }];
     }
     case '/put': {
+      if (b.ifRevision !== undefined && b.ifRevision !== 0) return [400, { error: 'ifRevision must be absent or 0' }];
       const metadata = b.metadata ?? {};
-      const { rows } = await query(PUT, [
+      const { rows } = await query(b.ifRevision === 0 ? CREATE : UPSERT, [
         tenant,
         install,
         b.namespace,
@@ -124,9 +128,8 @@ async function handle(path: string, b: Body): Promise<[number, unknown]> {
         JSON.stringify(metadata),
         bytes(b.value),
         bytes(metadata),
-        b.ifRevision ?? null,
       ]);
-      if (rows.length === 0) return [409, { error: 'revision mismatch', key: b.key }];
+      if (rows.length === 0) return [409, { error: 'key exists', key: b.key }];
       return [200, { record: rows[0] }];
     }
     case '/bulk': {
@@ -146,12 +149,11 @@ async function handle(path: string, b: Body): Promise<[number, unknown]> {
 }
 
 const server = createServer((req, res) => {
-  const rid = req.headers['x-request-id'];
-  if (typeof rid === 'string') res.setHeader('x-request-id', rid);
   const path = (req.url ?? '/').split('?')[0]!;
   if (req.method === 'GET' && path === '/healthz') return send(res, 200, { status: 'ok' });
+  const install = req.headers['x-install-id'];
   readJson(req)
-    .then((body) => handle(path, body))
+    .then((body) => handle(path, typeof install === 'string' ? install : defaultInstall, body))
     .then(([status, body]) => send(res, status, body))
     .catch((error: unknown) => send(res, 500, { error: error instanceof Error ? error.message : 'error' }));
 });

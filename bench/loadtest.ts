@@ -1,16 +1,23 @@
 /**
  * npm run loadtest: the seed workload against a gateway child process on a fresh PostgreSQL database.
  *
- * Many tenants × installs × namespaces; 70 % reads (record 85 %, recordList 15 %), 25 % writes
- * (putRecord; 10 % of them create-only, 10 % with a short TTL), 5 % deletes, issued open-loop at a
- * target rate (requests leave on schedule whether or not earlier ones have answered; in flight is
- * capped, and an operation due while the cap is reached is counted as skipped, never queued).
- * Latency is measured from the scheduled time, so a stalled server shows up in it.
- * Two installs of every tenant have small quotas (namespaces + keys per namespace; bytes) so quotas
- * are hit. Afterwards, per install: usage ≤ quota and usage = a recount of the live records.
+ * Many tenants × installs × namespaces plus one hot install (its own tenant) that takes a share of
+ * all operations (20 %); 70 % reads (record 85 %, recordList 15 %), 25 % writes (putRecord; 10 % of
+ * them create-only, 10 % with a short TTL), 5 % deletes, issued open-loop at a target rate (2,000
+ * ops/s; requests leave on schedule whether or not earlier ones have answered; in flight is capped,
+ * and an operation due while the cap is reached is counted as skipped, never queued). Latency is
+ * measured from the scheduled time, so a stalled server shows up in it; p95 of reads and of writes
+ * (put + delete) is reported against the goals (< 5 ms, < 10 ms). Two installs of every tenant have
+ * small quotas (namespaces + keys per namespace; bytes) so quotas are hit. Afterwards, per install:
+ * usage ≤ quota and usage = a recount of the live records. Exit status 1 if a quota check fails or
+ * any answer is neither a success nor an expected contract outcome (QuotaExceeded, RevisionMismatch).
  *
- *   npm run loadtest -- --rate 1000 --duration 60 [--warmup 5 --tenants 20 --installs 5 --namespaces 4
- *                       --keys 100 --concurrency 256 --seed-keys 20 --request-timeout 10]
+ * The load generator is this process (Node), the gateway a child process; with 2+ CPUs the gateway
+ * is pinned to the last one and this process to the others (taskset; BENCH_PIN=0: no pinning), and
+ * the report gives both processes' CPU.
+ *
+ *   npm run loadtest -- --rate 2000 --duration 60 [--mix 70,25,5 --hot-share 0.2 --warmup 5 --tenants 20
+ *                       --installs 5 --namespaces 4 --keys 100 --concurrency 256 --seed-keys 20 --request-timeout 10]
  *
  * A warm-up at the target rate (not recorded) runs first, so the measured window does not include
  * the gateway's JIT warm-up.
@@ -31,11 +38,31 @@ import { effectiveQuota } from '../src/storage/installs.js';
 import type { Caller } from '../src/storage/principal.js';
 import { Storage } from '../src/storage/storage.js';
 import { namespaceUsage } from '../src/storage/usage.js';
-import { benchDatabase, cpuSeconds, freePort, gatewayEnv, gatewayNodeArgs, log, machineInfo, onInterrupt, resultsDir, round, Samples, startChild, table, type ChildServer } from './support.js';
+import { execFileSync } from 'node:child_process';
+import {
+  benchDatabase,
+  cpuSeconds,
+  freePort,
+  gatewayEnv,
+  gatewayNodeArgs,
+  generatorCpus,
+  log,
+  machineInfo,
+  onInterrupt,
+  resultsDir,
+  round,
+  Samples,
+  serverCpu,
+  startChild,
+  table,
+  type ChildServer,
+} from './support.js';
 
 const { values: flags } = parseArgs({
   options: {
-    rate: { type: 'string', default: '1000' },
+    rate: { type: 'string', default: '2000' },
+    mix: { type: 'string', default: '70,25,5' },
+    'hot-share': { type: 'string', default: '0.2' },
     duration: { type: 'string', default: '60' },
     tenants: { type: 'string', default: '20' },
     installs: { type: 'string', default: '5' },
@@ -48,23 +75,35 @@ const { values: flags } = parseArgs({
   },
 });
 
-function intFlag(name: keyof typeof flags, min: number, max: number): number {
+function numberFlag(name: keyof typeof flags, min: number, max: number): number {
   const v = Number(flags[name]);
   if (!Number.isFinite(v) || v < min || v > max) throw new Error(`--${name} must be between ${min} and ${max}, got ${String(flags[name])}`);
   return v;
 }
 
+/** --mix reads,writes,deletes: percentages of all operations, summing to 100. */
+function mixFlag(): { reads: number; writes: number; deletes: number } {
+  const parts = String(flags.mix).split(',').map(Number);
+  if (parts.length !== 3 || parts.some((p) => !Number.isFinite(p) || p < 0) || Math.abs(parts[0]! + parts[1]! + parts[2]! - 100) > 1e-9) {
+    throw new Error(`--mix must be three percentages reads,writes,deletes summing to 100, got ${String(flags.mix)}`);
+  }
+  return { reads: parts[0]! / 100, writes: parts[1]! / 100, deletes: parts[2]! / 100 };
+}
+
 const settings = {
-  rate: intFlag('rate', 1, 50_000),
-  durationSeconds: intFlag('duration', 1, 3600),
-  tenants: intFlag('tenants', 1, 1000),
-  installsPerTenant: intFlag('installs', 1, 100),
-  namespacesPerInstall: intFlag('namespaces', 1, 32),
-  keysPerNamespace: intFlag('keys', 1, 100_000),
-  concurrency: intFlag('concurrency', 1, 10_000),
-  seedKeys: intFlag('seed-keys', 0, 1000),
-  requestTimeoutSeconds: intFlag('request-timeout', 1, 120),
-  warmupSeconds: intFlag('warmup', 0, 600),
+  rate: numberFlag('rate', 1, 50_000),
+  mix: mixFlag(),
+  /** Share of all operations sent to the one hot install (0: no hot install). */
+  hotShare: numberFlag('hot-share', 0, 0.9),
+  durationSeconds: numberFlag('duration', 1, 3600),
+  tenants: numberFlag('tenants', 1, 1000),
+  installsPerTenant: numberFlag('installs', 1, 100),
+  namespacesPerInstall: numberFlag('namespaces', 1, 32),
+  keysPerNamespace: numberFlag('keys', 1, 100_000),
+  concurrency: numberFlag('concurrency', 1, 10_000),
+  seedKeys: numberFlag('seed-keys', 0, 1000),
+  requestTimeoutSeconds: numberFlag('request-timeout', 1, 120),
+  warmupSeconds: numberFlag('warmup', 0, 600),
 };
 
 /** Quota profiles: install 0 of each tenant is tight on namespaces and keys, install 1 on bytes. */
@@ -76,6 +115,9 @@ const SCHEMA = {
   properties: { n: { type: 'integer' }, pad: { type: 'string' }, tags: { type: 'array', items: { type: 'string' } } },
   additionalProperties: false,
 };
+
+/** The goals of issue 12 for p95 latency from the scheduled time (ms). */
+const P95_GOALS = { reads: 5, writes: 10 } as const;
 
 const randomInt = (n: number) => Math.floor(Math.random() * n);
 const nsName = (i: number) => `ns${i}`;
@@ -89,11 +131,16 @@ interface LoadInstall {
   tenantId: string;
   id: string;
   token: string;
+  /** Index into QUOTA_PROFILES, or null: default quotas. */
   profile: number | null;
+  hot: boolean;
 }
 
 type OpName = 'get' | 'list' | 'put' | 'delete';
 const OPS: OpName[] = ['get', 'list', 'put', 'delete'];
+/** The latency goals' classes: reads (get, list) and writes (put, delete). */
+type OpClass = keyof typeof P95_GOALS;
+const classOf = (op: OpName): OpClass => (op === 'get' || op === 'list' ? 'reads' : 'writes');
 
 /** A result kind that is part of the workload's design, not a failure of the gateway. */
 const expectedKind = (kind: string) => kind.startsWith('QuotaExceeded') || kind === 'RevisionMismatch';
@@ -111,16 +158,22 @@ const QUERIES = {
     ... on DeleteRecordSuccess { deleted } ... on RevisionMismatch { currentRevision } ... on LimitExceeded { limit } } }`,
 };
 
-function nextOperation(installs: LoadInstall[]): { op: OpName; install: LoadInstall; body: string } {
-  const install = installs[randomInt(installs.length)]!;
+/** The installs operations go to: the hot one (if any) takes `hotShare` of them, the others share the rest evenly. */
+interface Targets {
+  hot: LoadInstall | undefined;
+  others: LoadInstall[];
+}
+
+function nextOperation(targets: Targets): { op: OpName; install: LoadInstall; body: string } {
+  const install = targets.hot && Math.random() < settings.hotShare ? targets.hot : targets.others[randomInt(targets.others.length)]!;
   const ns = nsName(randomInt(settings.namespacesPerInstall));
   const key = keyName(randomInt(settings.keysPerNamespace));
   const r = Math.random();
-  if (r < 0.7) {
+  if (r < settings.mix.reads) {
     const op: OpName = Math.random() < 0.85 ? 'get' : 'list';
     return { op, install, body: JSON.stringify({ query: QUERIES[op], variables: { ns, key } }) };
   }
-  if (r < 0.95) {
+  if (r < settings.mix.reads + settings.mix.writes) {
     const input: Record<string, unknown> = { namespace: ns, key, value: randomValue(), metadata: { by: 'loadtest' } };
     const w = Math.random();
     if (w < 0.1) input.ifRevision = 0;
@@ -178,10 +231,15 @@ interface OpStats {
   kinds: Record<string, number>;
 }
 
-async function runLoad(gateway: ChildServer, installs: LoadInstall[], durationSeconds: number, progress: boolean) {
+async function runLoad(gateway: ChildServer, targets: Targets, durationSeconds: number, progress: boolean) {
   const url = new URL(gateway.url);
   const agent = new Agent({ keepAlive: true, maxSockets: settings.concurrency, maxFreeSockets: settings.concurrency });
   const stats = Object.fromEntries(OPS.map((op) => [op, { issued: 0, completed: 0, ok: 0, latency: new Samples(), service: new Samples(), kinds: {} }])) as Record<OpName, OpStats>;
+  // Latency from the scheduled time by class, over all installs and on the hot one.
+  const classes = {
+    reads: { all: new Samples(), hot: new Samples() },
+    writes: { all: new Samples(), hot: new Samples() },
+  } satisfies Record<OpClass, { all: Samples; hot: Samples }>;
   const total = Math.round(settings.rate * durationSeconds);
   const interval = 1000 / settings.rate;
   let issued = 0;
@@ -194,7 +252,7 @@ async function runLoad(gateway: ChildServer, installs: LoadInstall[], durationSe
 
   const started = performance.now();
   const send = (scheduledAt: number) => {
-    const { op, install, body } = nextOperation(installs);
+    const { op, install, body } = nextOperation(targets);
     const s = stats[op];
     s.issued++;
     inFlight++;
@@ -210,6 +268,9 @@ async function runLoad(gateway: ChildServer, installs: LoadInstall[], durationSe
       const now = performance.now();
       s.latency.add(now - scheduledAt);
       s.service.add(now - sentAt);
+      const c = classes[classOf(op)];
+      c.all.add(now - scheduledAt);
+      if (install.hot) c.hot.add(now - scheduledAt);
       const second = Math.floor((scheduledAt - started) / 1000);
       const slot = (timeline[second] ??= { second, completed: 0, maxMs: 0 });
       slot.completed++;
@@ -272,6 +333,7 @@ async function runLoad(gateway: ChildServer, installs: LoadInstall[], durationSe
   agent.destroy();
   return {
     stats,
+    classes,
     total,
     issued,
     skipped,
@@ -361,9 +423,11 @@ async function checkQuotas(database: DatabaseHandle, storage: Storage, installs:
 async function main(): Promise<void> {
   const machine = machineInfo();
   const installCount = settings.tenants * settings.installsPerTenant;
+  const hotLabel = settings.hotShare > 0 ? ` + 1 hot install (${round(settings.hotShare * 100, 1)} % of operations)` : '';
+  const mixLabel = `${round(settings.mix.reads * 100, 1)} % reads, ${round(settings.mix.writes * 100, 1)} % writes, ${round(settings.mix.deletes * 100, 1)} % deletes`;
   log(
-    `loadtest: ${settings.rate} ops/s for ${settings.durationSeconds} s over ${settings.tenants} tenants × ${settings.installsPerTenant} installs × ` +
-      `${settings.namespacesPerInstall} namespaces (${installCount} installs), ${machine.cpus} CPUs, load average ${machine.loadavg.join(' ')}`,
+    `loadtest: ${settings.rate} ops/s for ${settings.durationSeconds} s (${mixLabel}) over ${settings.tenants} tenants × ${settings.installsPerTenant} installs × ` +
+      `${settings.namespacesPerInstall} namespaces (${installCount} installs)${hotLabel}, ${machine.cpus} CPUs, load average ${machine.loadavg.join(' ')}`,
   );
   const db = await benchDatabase('ext_storage_loadtest');
   let gateway: ChildServer | undefined;
@@ -377,52 +441,65 @@ async function main(): Promise<void> {
   let failed = false;
   try {
     const secret = randomBytes(32).toString('hex');
-    const env = gatewayEnv(db.url, secret, { STORAGE_MIN_TTL_SECONDS: String(MIN_TTL_SECONDS) });
+    // The rate limiter stays on, far above the load: the hot install alone gets hundreds of operations a second.
+    const env = gatewayEnv(db.url, secret, { STORAGE_MIN_TTL_SECONDS: String(MIN_TTL_SECONDS), STORAGE_RATE_LIMIT_PER_SECOND: '1000000', STORAGE_RATE_LIMIT_BURST: '1000000' });
     const config = loadConfig({ ...env, LOG_LEVEL: 'silent', STORAGE_INSTALL_CACHE_MS: '0' });
     database = await openMigratedDatabase(config);
     const storage = new Storage(database.db, config);
 
     log('seeding installs, schemas and records');
-    const installs: LoadInstall[] = [];
+    const seedInstall = async (tenantId: string, i: number, profile: number | null, hot: boolean): Promise<LoadInstall> => {
+      const admin: Caller = { principal: { kind: 'admin', tenantId, actor: 'loadtest' }, requestId: null };
+      const id = randomUUID();
+      await storage.upsertInstall(admin, {
+        id,
+        extensionId: hot ? 'load-ext-hot' : `load-ext-${i}`,
+        enabled: true,
+        canRead: true,
+        canWrite: true,
+        quota: profile === null ? undefined : QUOTA_PROFILES[profile],
+      });
+      await storage.setNamespaceSchema(admin, { installId: id, namespace: nsName(0), schema: SCHEMA });
+      for (let n = 0; n < settings.namespacesPerInstall; n++) {
+        const count = Math.min(settings.seedKeys, settings.keysPerNamespace);
+        if (count === 0) continue;
+        const items = Array.from({ length: count }, (_, k) => ({ key: keyName(k), value: { n: k, pad: 'x'.repeat(100 + randomInt(300)), tags: ['seed'] }, metadata: { by: 'seed' } }));
+        await storage.bulkPutRecords(admin, { installId: id, namespace: nsName(n), items }).catch((e: unknown) => {
+          if ((e as { code?: string }).code !== 'QUOTA_EXCEEDED') throw e;
+        });
+      }
+      const token = await mintToken(secret, { sub: hot ? 'load-hot' : `load-${i}`, tid: tenantId, role: 'extension', iid: id, scope: 'storage:read storage:write', expiresIn: '6h' });
+      return { tenantId, id, token, profile, hot };
+    };
+    const others: LoadInstall[] = [];
     for (let t = 0; t < settings.tenants; t++) {
       const tenantId = randomUUID();
-      const admin: Caller = { principal: { kind: 'admin', tenantId, actor: 'loadtest' }, requestId: null };
-      for (let i = 0; i < settings.installsPerTenant; i++) {
-        const id = randomUUID();
-        const profile = i < QUOTA_PROFILES.length ? i : null;
-        await storage.upsertInstall(admin, {
-          id,
-          extensionId: `load-ext-${i}`,
-          enabled: true,
-          canRead: true,
-          canWrite: true,
-          quota: profile === null ? undefined : QUOTA_PROFILES[profile],
-        });
-        await storage.setNamespaceSchema(admin, { installId: id, namespace: nsName(0), schema: SCHEMA });
-        for (let n = 0; n < settings.namespacesPerInstall; n++) {
-          const count = Math.min(settings.seedKeys, settings.keysPerNamespace);
-          if (count === 0) continue;
-          const items = Array.from({ length: count }, (_, k) => ({ key: keyName(k), value: { n: k, pad: 'x'.repeat(100 + randomInt(300)), tags: ['seed'] }, metadata: { by: 'seed' } }));
-          await storage.bulkPutRecords(admin, { installId: id, namespace: nsName(n), items }).catch((e: unknown) => {
-            if ((e as { code?: string }).code !== 'QUOTA_EXCEEDED') throw e;
-          });
-        }
-        const token = await mintToken(secret, { sub: `load-${i}`, tid: tenantId, role: 'extension', iid: id, scope: 'storage:read storage:write', expiresIn: '6h' });
-        installs.push({ tenantId, id, token, profile });
-      }
+      for (let i = 0; i < settings.installsPerTenant; i++) others.push(await seedInstall(tenantId, i, i < QUOTA_PROFILES.length ? i : null, false));
     }
+    // The hot install: its own tenant, default quotas.
+    const targets: Targets = { hot: settings.hotShare > 0 ? await seedInstall(randomUUID(), 0, null, true) : undefined, others };
+    const installs = targets.hot ? [...others, targets.hot] : others;
 
-    gateway = await startChild({ name: 'gateway', script: 'src/main.ts', port: await freePort(), readyPath: '/readyz', env, nodeArgs: gatewayNodeArgs() });
-    log(`gateway ${gateway.url} (pid ${gateway.pid}); running open-loop, concurrency cap ${settings.concurrency}`);
+    // The gateway on one CPU, this process (the load generator) on the others.
+    const cpu = serverCpu();
+    const ownCpus = generatorCpus();
+    gateway = await startChild({ name: 'gateway', script: 'src/main.ts', port: await freePort(), readyPath: '/readyz', env, cpu, nodeArgs: gatewayNodeArgs() });
+    if (ownCpus) execFileSync('taskset', ['-a', '-p', '-c', ownCpus.list, String(process.pid)], { stdio: 'ignore' });
+    const pinning = cpu !== null ? `gateway pinned to CPU ${cpu}, load generator (this process) to CPU ${ownCpus?.list}` : 'not pinned';
+    log(`gateway ${gateway.url} (pid ${gateway.pid}), ${pinning}; running open-loop, concurrency cap ${settings.concurrency}`);
     if (settings.warmupSeconds > 0) {
       log(`warm-up: ${settings.warmupSeconds} s at the target rate (not recorded)`);
-      await runLoad(gateway, installs, settings.warmupSeconds, false);
+      await runLoad(gateway, targets, settings.warmupSeconds, false);
     }
     const cpuBefore = cpuSeconds(gateway.pid);
-    const run = await runLoad(gateway, installs, settings.durationSeconds, true);
+    const ownBefore = process.cpuUsage();
+    const run = await runLoad(gateway, targets, settings.durationSeconds, true);
+    const own = process.cpuUsage(ownBefore);
     const cpuAfter = cpuSeconds(gateway.pid);
-    const gatewayCpuUsPerOp = cpuBefore !== null && cpuAfter !== null && run.completed > 0 ? round(((cpuAfter - cpuBefore) / run.completed) * 1e6, 0) : null;
+    const perOp = (seconds: number) => (run.completed > 0 ? round((seconds / run.completed) * 1e6, 0) : null);
+    const gatewayCpuUsPerOp = cpuBefore !== null && cpuAfter !== null ? perOp(cpuAfter - cpuBefore) : null;
     const gatewayCpuShare = cpuBefore !== null && cpuAfter !== null ? round((cpuAfter - cpuBefore) / run.seconds, 2) : null;
+    const generatorSeconds = (own.user + own.system) / 1e6;
     const metricsText = await (await fetch(`${gateway.url}/metrics`)).text();
     await gateway.stop();
     gateway = undefined;
@@ -450,6 +527,12 @@ async function main(): Promise<void> {
       const p = s.latency.percentiles([50, 95, 99]);
       operations[op] = { issued: s.issued, completed: s.completed, ok: s.ok, p50: p.p50 ?? null, p95: p.p95 ?? null, p99: p.p99 ?? null, serviceP99: s.service.percentiles([99]).p99 ?? null, errors: s.kinds };
     }
+    const p95 = (samples: Samples) => samples.percentiles([95]).p95 ?? null;
+    const goals = (Object.keys(P95_GOALS) as OpClass[]).map((cls) => {
+      const c = run.classes[cls];
+      const all = p95(c.all);
+      return { class: cls, goalMs: P95_GOALS[cls], answers: c.all.count, p95: all, met: all !== null && all < P95_GOALS[cls], hotAnswers: c.hot.count, hotP95: p95(c.hot) };
+    });
     const report = {
       at: new Date().toISOString(),
       machine,
@@ -467,7 +550,11 @@ async function main(): Promise<void> {
         achievedRate: round(run.completed / run.seconds, 1),
         gatewayCpuUsPerOp,
         gatewayCpuCores: gatewayCpuShare,
+        generatorCpuUsPerOp: perOp(generatorSeconds),
+        generatorCpuCores: round(generatorSeconds / run.seconds, 2),
+        pinning,
       },
+      latencyGoals: goals,
       operations,
       errors,
       unexpectedErrors: unexpected,
@@ -498,9 +585,16 @@ async function main(): Promise<void> {
     const a = report.achieved;
     const lines = [
       '',
-      `Load test: target ${a.targetRate} ops/s for ${settings.durationSeconds} s, ${installCount} installs (${quotaInstalls.length} with small quotas), ${machine.cpus} CPUs, load average at start ${machine.loadavg.join(' ')}`,
+      `Load test: target ${a.targetRate} ops/s for ${settings.durationSeconds} s (${mixLabel}), ${installCount} installs (${quotaInstalls.length} with small quotas)${hotLabel}, ` +
+        `${machine.cpus} CPUs, load average at start ${machine.loadavg.join(' ')}`,
       `achieved ${a.achievedRate} ops/s: ${a.completed} completed of ${a.scheduled} scheduled, ${a.skippedAtConcurrencyCap} skipped at the concurrency cap (${settings.concurrency}), peak in flight ${a.peakInFlight}, ${a.abandonedAtDrain} abandoned`,
-      `gateway CPU: ${a.gatewayCpuUsPerOp ?? '?'} µs per operation, ${a.gatewayCpuCores ?? '?'} cores busy on average`,
+      `gateway CPU: ${a.gatewayCpuUsPerOp ?? '?'} µs per operation, ${a.gatewayCpuCores ?? '?'} cores busy on average; ` +
+        `load generator (Node, this process): ${a.generatorCpuUsPerOp ?? '?'} µs per operation, ${a.generatorCpuCores} cores; ${pinning}`,
+      '',
+      table(
+        ['p95 goal', 'answers', 'p95 ms', 'goal', 'met', 'hot install answers', 'hot p95 ms'],
+        goals.map((g) => [g.class === 'reads' ? 'reads (get, list)' : 'writes (put, delete)', g.answers, g.p95?.toFixed(2) ?? null, `< ${g.goalMs} ms`, g.met ? 'yes' : 'MISS', g.hotAnswers, g.hotP95?.toFixed(2) ?? null]),
+      ),
       '',
       table(
         ['operation', 'completed', 'ok', 'p50 ms', 'p95 ms', 'p99 ms', 'errors'],
@@ -520,7 +614,7 @@ async function main(): Promise<void> {
     ];
     process.stdout.write(lines.join('\n') + '\n');
     log(`report written to ${out}`);
-    failed = violations.length > 0;
+    failed = violations.length > 0 || unexpected > 0;
   } finally {
     unregister();
     await cleanup();

@@ -1,23 +1,26 @@
 /**
- * npm run bench: the gateway against a bare node:http + pg server running the same SQL, on one
- * fresh PostgreSQL database, same load (autocannon, 16 connections by default).
+ * npm run bench: the gateway against a bare node:http + pg server running the least SQL for each
+ * scenario, on one fresh PostgreSQL database, same load: wrk (bench/wrk.ts, 16 connections by
+ * default), a C load generator pinned to the CPU(s) the servers do not use.
  *
  * Both servers run as child processes (`node --import tsx`), pinned to the same CPU with taskset
- * when there are at least two (the load generator keeps the others); only one is loaded at a time.
- * The gateway runs with production settings: JWT auth, the rate limiter on (with a limit far above
- * the load), request logging on (to /dev/null), JSON Schema on the written namespaces.
- * Every server is primed with every scenario first (so no scenario runs on colder code), and each
- * measured run has its own short warm-up. CPU per request comes from /proc (user + system, all
- * threads of the server process): on a shared machine it is steadier than requests per second.
+ * when there are at least two; only one is loaded at a time. The gateway runs with production
+ * settings: JWT auth, the rate limiter on (with a limit far above the load), request logging on
+ * (to /dev/null), JSON Schema on the written namespaces. Every server is primed with every scenario
+ * first (so no scenario runs on colder code); then each scenario runs gateway, bare, bare, gateway
+ * (A/B/B/A), each run after its own short warm-up. CPU per request comes from /proc (user + system,
+ * all threads of the server process): on a shared machine it is steadier than requests per second.
+ * Every answer is checked (bench/wrk/bench.lua): a non-2xx status, a GraphQL error or a typed
+ * failure counts as an error, and a run with errors is not valid (exit status 1).
  *
  * The ttl-backlog scenario (bench/ttl-backlog.ts) runs after them, on its own database and gateway:
  * put and usage on an install with 100,000 expired, unswept records against one without.
  *
- * Flags (or env): --duration/BENCH_DURATION seconds per run (6), --warmup/BENCH_WARMUP (1),
- * --connections/BENCH_CONNECTIONS (16), --only/BENCH_SCENARIOS (comma list), --profile/BENCH_CPU_PROF=1
- * (writes a .cpuprofile of the gateway and prints where its CPU went), --backlog-records/
- * BENCH_TTL_BACKLOG_RECORDS (100000), --backlog-put-seconds/BENCH_TTL_PUT_SECONDS (3). DATABASE_URL: use
- * that database (kept) instead of creating and dropping one. BENCH_PIN=0: no CPU pinning.
+ * Flags (or env): --seconds (alias --duration)/BENCH_DURATION seconds per run (6), --warmup/BENCH_WARMUP (1),
+ * --connections/BENCH_CONNECTIONS (16), --only/BENCH_SCENARIOS (comma list of scenario names; put-guards-off
+ * runs only when named), --profile/BENCH_CPU_PROF=1 (writes a .cpuprofile of the gateway and prints where its
+ * CPU went), --backlog-records/BENCH_TTL_BACKLOG_RECORDS (100000), --backlog-put-seconds/BENCH_TTL_PUT_SECONDS (3).
+ * DATABASE_URL: use that database (kept) instead of creating and dropping one. BENCH_PIN=0: no CPU pinning.
  *
  * Results: a table on stdout, progress on stderr, JSON in bench/results/latest.json.
  */
@@ -25,7 +28,6 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import autocannon, { type AutocannonRequest } from 'autocannon';
 import pino from 'pino';
 import { mintToken } from '../src/auth/credentials.js';
 import { openMigratedDatabase } from '../src/bootstrap.js';
@@ -37,31 +39,53 @@ import { Storage } from '../src/storage/storage.js';
 import { formatProfile, summarizeProfile, type ProfileSummary } from './profile.js';
 import {
   benchDatabase,
-  classifyGraphQL,
   cpuSeconds,
   freePort,
   gatewayEnv,
+  gatewayNodeArgs,
+  gatewayPlan,
+  generatorCpus,
   gqlHeaders,
-  gqlRequest,
   log,
   machineInfo,
   onInterrupt,
   resultsDir,
   round,
-  Samples,
   serverCpu,
   startChild,
   table,
   type ChildServer,
-  type Driver,
   type RunResult,
 } from './support.js';
 import { formatTtlBacklog, runTtlBacklog, TTL_BACKLOG, type TtlBacklogResult } from './ttl-backlog.js';
+import { jsonBody, jsonTexts, requireWrk, runWrk, type Body, type Plan, type Slot } from './wrk.js';
 
-// ---------------------------------------------------------------- settings
+// ---------------------------------------------------------------- scenarios and settings
+
+/** Installs the put16 scenario spreads its writes over (one install's writes are serialised). */
+const SPREAD_INSTALLS = 16;
+
+/** The gateway-vs-bare scenarios, in order; `goal` is the issue's target for gw/bare req/s. */
+const SCENARIOS = [
+  { name: 'noop', title: 'no-op query { __typename } (no SQL)', goal: null },
+  { name: 'get', title: 'single get (record)', goal: 0.6 },
+  { name: 'records100', title: 'records, 100 keys', goal: 0.8 },
+  { name: 'list100', title: 'recordList first:100', goal: 0.8 },
+  { name: 'put', title: 'unconditional put (upsert), all writers on one install', goal: 0.5 },
+  { name: 'put-create', title: 'create-only put (ifRevision: 0, a fresh key per request), one install', goal: 0.4 },
+  { name: 'put16', title: `unconditional put, each request on one of ${SPREAD_INSTALLS} installs`, goal: 0.5 },
+  { name: 'bulk100', title: 'bulk put of 100 (unconditional)', goal: 0.3 },
+] as const;
+type Scenario = (typeof SCENARIOS)[number];
+type ScenarioName = Scenario['name'] | 'put-guards-off';
+
+/** Runs only when named in --only: the put on a gateway without schema and rate limiter. */
+const GUARDS_OFF = 'put-guards-off' as const;
+const SCENARIO_NAMES: readonly string[] = [...SCENARIOS.map((s) => s.name), GUARDS_OFF, TTL_BACKLOG.name];
 
 const { values: flags } = parseArgs({
   options: {
+    seconds: { type: 'string' },
     duration: { type: 'string' },
     warmup: { type: 'string' },
     connections: { type: 'string' },
@@ -72,7 +96,7 @@ const { values: flags } = parseArgs({
   },
 });
 const settings = {
-  durationSeconds: Number(flags.duration ?? process.env.BENCH_DURATION ?? 6),
+  durationSeconds: Number(flags.seconds ?? flags.duration ?? process.env.BENCH_DURATION ?? 6),
   warmupSeconds: Number(flags.warmup ?? process.env.BENCH_WARMUP ?? 1),
   connections: Number(flags.connections ?? process.env.BENCH_CONNECTIONS ?? 16),
   only: (flags.only ?? process.env.BENCH_SCENARIOS ?? '')
@@ -86,16 +110,20 @@ const settings = {
   backlogPutSeconds: Number(flags['backlog-put-seconds'] ?? process.env.BENCH_TTL_PUT_SECONDS ?? 3),
 };
 for (const [k, v] of Object.entries({
-  duration: settings.durationSeconds,
+  seconds: settings.durationSeconds,
   warmup: settings.warmupSeconds,
   connections: settings.connections,
   'backlog-put-seconds': settings.backlogPutSeconds,
 })) {
-  if (!Number.isFinite(v) || v < 0 || (k !== 'warmup' && v === 0) || v > 3600) throw new Error(`bench: --${k} must be a number of seconds/connections in range, got ${v}`);
+  if (!Number.isInteger(v) || v < 0 || (k !== 'warmup' && v === 0) || v > 3600) throw new Error(`bench: --${k} must be a whole number from ${k === 'warmup' ? 0 : 1} to 3600, got ${v}`);
 }
 if (!Number.isSafeInteger(settings.backlogRecords) || settings.backlogRecords < 100 || settings.backlogRecords > 10_000_000) {
   throw new Error(`bench: --backlog-records must be an integer from 100 to 10,000,000, got ${settings.backlogRecords}`);
 }
+const unknown = settings.only.filter((name) => !SCENARIO_NAMES.includes(name));
+if (unknown.length > 0) throw new Error(`bench: unknown scenario ${unknown.join(', ')}; known: ${SCENARIO_NAMES.join(', ')}`);
+
+// ---------------------------------------------------------------- data
 
 const SEED_KEYS = 1000;
 const READ_NS = 'bench';
@@ -118,256 +146,163 @@ const VALUE_SCHEMA = {
 const keyOf = (i: number) => `k${String(i).padStart(4, '0')}`;
 const valueOf = (n: number) => ({ title: `item ${n}`, n, tags: ['bench', 'seed'], body: 'x'.repeat(150) });
 const METADATA = { source: 'bench' };
-const randomInt = (n: number) => Math.floor(Math.random() * n);
+/**
+ * The values writes cycle through (about 200 bytes each, like the seeded ones): 101 of them, so a
+ * put cycling over 1,000 keys writes a key with a different value each time round.
+ */
+const VALUES = jsonTexts(Array.from({ length: 101 }, (_, n) => valueOf(n)));
+const SEED_KEY_TEXTS = jsonTexts(Array.from({ length: SEED_KEYS }, (_, i) => keyOf(i)));
 
-// ---------------------------------------------------------------- request drivers
+const QUERIES = {
+  noop: 'query Noop { __typename }',
+  get: `query Get($key: String!) { record(namespace: "${READ_NS}", key: $key) { ${RECORD_FIELDS} } }`,
+  records: `query GetMany($keys: [String!]!) { records(namespace: "${READ_NS}", keys: $keys) { ${RECORD_FIELDS} } }`,
+  list: `query List($after: String) { recordList(namespace: "${READ_NS}", first: 100, after: $after) {
+    edges { cursor node { ${RECORD_FIELDS} } } pageInfo { hasNextPage endCursor } } }`,
+  put: `mutation Put($input: PutRecordInput!) { putRecord(input: $input) { __typename
+    ... on PutRecordSuccess { record { key revision updatedAt } } } }`,
+  bulk: `mutation Bulk($input: BulkPutRecordsInput!) { bulkPutRecords(input: $input) { __typename
+    ... on BulkPutRecordsSuccess { records { key revision } } } }`,
+};
+
+// ---------------------------------------------------------------- request plans
 
 interface Target {
   kind: 'gateway' | 'bare';
-  url: string;
-  token: string;
-  /** Tokens of SPREAD_INSTALLS further installs (the put16 scenario spreads its writes over them). */
-  spreadTokens?: string[];
+  /** The install every scenario but put16 uses: its token (gateway) or id (bare). */
+  install: string;
+  /** The put16 installs: tokens (gateway) or ids (bare, sent in x-install-id). */
+  spread: string[];
 }
 
-/** Installs the put16 scenario spreads its writers over (one install's writes are serialised). */
-const SPREAD_INSTALLS = 16;
-
-const jsonHeaders = { 'content-type': 'application/json' };
-
-function bareRequest(path: string, body: () => unknown, onResponse?: AutocannonRequest['onResponse']): AutocannonRequest {
-  return {
-    method: 'POST',
-    path,
-    headers: jsonHeaders,
-    setupRequest(req) {
-      req.body = JSON.stringify(body());
-      return req;
-    },
-    onResponse,
-  };
+interface ListPages {
+  cursors: Array<string | null>;
+  afterKeys: Array<string | null>;
 }
 
-const classifyBare = (status: number) => (status === 200 ? null : `http_${status}`);
-
-/**
- * Keys written with ifRevision: each in-flight request holds its own key, and its revision is known
- * from the previous answer, so every conditional write should succeed. The request id header
- * (echoed by both servers) tells which key an answer belongs to.
- */
-class RevisionTracker {
-  private readonly free: number[];
-  private readonly revision: Int32Array;
-  mismatches = 0;
-  constructor(
-    readonly prefix: string,
-    size: number,
-  ) {
-    this.free = Array.from({ length: size }, (_, i) => size - 1 - i);
-    this.revision = new Int32Array(size);
-  }
-  take(): number {
-    return this.free.pop() ?? randomInt(this.revision.length);
-  }
-  settle(headers: Record<string, string | string[]>, revision: number | null): void {
-    const id = headers['x-request-id'];
-    const i = typeof id === 'string' && id.startsWith('slot') ? Number(id.slice(4)) : NaN;
-    if (!Number.isInteger(i) || i < 0 || i >= this.revision.length) return;
-    if (revision !== null) this.revision[i] = revision;
-    this.free.push(i);
-  }
-  revisionOf(i: number): number {
-    return this.revision[i]!;
-  }
+/** A request of the bare server (a plain JSON body; its own install, or one of `spread` per request). */
+function barePlan(path: string, body: Body, spread?: string[]): Plan {
+  return { path, headers: { 'content-type': 'application/json' }, pick: spread && { header: 'x-install-id', values: spread }, body, failures: [] };
 }
 
-/** A conditional put (ifRevision always given: 0 first, then the last revision). */
-function putDriver(t: Target, namespace: string, spread = false): Driver {
-  const tracker = new RevisionTracker(`put-${randomBytes(3).toString('hex')}-`, settings.connections * 4);
-  let n = 0;
-  const build = (req: AutocannonRequest) => {
-    const slot = tracker.take();
-    const tokens = spread ? t.spreadTokens : undefined;
-    const token = tokens && tokens.length > 0 ? tokens[slot % tokens.length]! : t.token;
-    req.headers = { ...req.headers, ...(t.kind === 'gateway' ? gqlHeaders(token) : {}), 'x-request-id': `slot${slot}` };
-    const input = { namespace, key: `${tracker.prefix}${slot}`, value: valueOf(n++ % 100_000), metadata: METADATA, ifRevision: tracker.revisionOf(slot) };
-    req.body = JSON.stringify(
-      t.kind === 'gateway'
-        ? {
-            query: `mutation Put($input: PutRecordInput!) { putRecord(input: $input) { __typename
-              ... on PutRecordSuccess { record { key revision updatedAt } }
-              ... on RevisionMismatch { key currentRevision } } }`,
-            variables: { input },
-          }
-        : input,
-    );
-    return req;
-  };
-  const onResponse: AutocannonRequest['onResponse'] = (status, body, _ctx, headers) => {
-    let revision: number | null = null;
-    try {
-      const parsed = JSON.parse(body) as any;
-      const r = t.kind === 'gateway' ? parsed?.data?.putRecord : parsed;
-      if (r?.record?.revision) revision = r.record.revision;
-      else if (r?.__typename === 'RevisionMismatch') {
-        tracker.mismatches++;
-        revision = r.currentRevision ?? 0;
-      }
-    } catch {
-      // counted by classify
-    }
-    tracker.settle(headers, revision);
-  };
-  const path = t.kind === 'gateway' ? '/graphql' : '/put';
-  return {
-    requests: [{ method: 'POST', path, headers: t.kind === 'gateway' ? gqlHeaders(t.token) : jsonHeaders, setupRequest: build, onResponse }],
-    classify: (status, body) => (t.kind === 'gateway' ? classifyGraphQL(status, body) : classifyBare(status)),
-  };
-}
-
-function scenarioDriver(name: string, t: Target, listPages: ListPages): Driver {
+/** What one scenario sends to one server. Writes use keys of their own per server, so neither rewrites the other's rows. */
+function scenarioPlan(name: ScenarioName, t: Target, listPages: ListPages): Plan {
   const gw = t.kind === 'gateway';
-  const classify = (status: number, body: string) => (gw ? classifyGraphQL(status, body) : classifyBare(status));
+  const own = (tag: string) => `${tag}${gw ? 'g' : 'b'}-`;
+  /** A put: the gateway's putRecord or the bare server's /put, with the same input. */
+  const put = (namespace: string, key: Slot, extra: Record<string, unknown>, spread: boolean) => {
+    const body = jsonBody((slot) => {
+      const input = { namespace, key: slot(key), value: slot({ kind: 'cycle', items: VALUES }), metadata: METADATA, ...extra };
+      return gw ? { query: QUERIES.put, variables: { input } } : input;
+    });
+    return gw ? gatewayPlan(spread ? t.spread : t.install, body) : barePlan('/put', body, spread ? t.spread : undefined);
+  };
+  /** Unconditional puts cycle over 1,000 keys of their own (updates once each key exists). */
+  const upsertKeys = (): Slot => ({ kind: 'cycle', items: jsonTexts(Array.from({ length: SEED_KEYS }, (_, i) => own('u') + keyOf(i))) });
   switch (name) {
-    case 'noop': {
+    case 'noop':
       // The floor: credential, rate limit, GraphQL parse/validate/execute of `{ __typename }`, log line; no SQL.
-      const body = () => (gw ? { query: 'query Noop { __typename }' } : {});
-      return { requests: [gw ? gqlRequest(t.token, body) : bareRequest('/noop', body)], classify };
-    }
+      return gw ? gatewayPlan(t.install, jsonBody(() => ({ query: QUERIES.noop }))) : barePlan('/noop', jsonBody(() => ({})));
     case 'get': {
-      const query = `query Get($key: String!) { record(namespace: "${READ_NS}", key: $key) { ${RECORD_FIELDS} } }`;
-      const body = () => (gw ? { query, variables: { key: keyOf(randomInt(SEED_KEYS)) } } : { namespace: READ_NS, key: keyOf(randomInt(SEED_KEYS)) });
-      return { requests: [gw ? gqlRequest(t.token, body) : bareRequest('/get', body)], classify };
+      const key: Slot = { kind: 'random', items: SEED_KEY_TEXTS };
+      return gw
+        ? gatewayPlan(t.install, jsonBody((slot) => ({ query: QUERIES.get, variables: { key: slot(key) } })))
+        : barePlan('/get', jsonBody((slot) => ({ namespace: READ_NS, key: slot(key) })));
     }
     case 'records100': {
-      const query = `query GetMany($keys: [String!]!) { records(namespace: "${READ_NS}", keys: $keys) { ${RECORD_FIELDS} } }`;
-      const keys = () => {
-        const start = randomInt(SEED_KEYS - 100);
-        return Array.from({ length: 100 }, (_, i) => keyOf(start + i));
-      };
-      const body = () => (gw ? { query, variables: { keys: keys() } } : { namespace: READ_NS, keys: keys() });
-      return { requests: [gw ? gqlRequest(t.token, body) : bareRequest('/records', body)], classify };
+      const keys: Slot = { kind: 'window', items: SEED_KEY_TEXTS, size: 100 };
+      return gw
+        ? gatewayPlan(t.install, jsonBody((slot) => ({ query: QUERIES.records, variables: { keys: slot(keys) } })))
+        : barePlan('/records', jsonBody((slot) => ({ namespace: READ_NS, keys: slot(keys) })));
     }
-    case 'list100': {
-      const query = `query List($after: String) { recordList(namespace: "${READ_NS}", first: 100, after: $after) {
-        edges { cursor node { ${RECORD_FIELDS} } } pageInfo { hasNextPage endCursor } } }`;
-      const body = () => {
-        const page = randomInt(listPages.cursors.length);
-        return gw ? { query, variables: { after: listPages.cursors[page] } } : { namespace: READ_NS, first: 100, afterKey: listPages.afterKeys[page] };
-      };
-      return { requests: [gw ? gqlRequest(t.token, body) : bareRequest('/list', body)], classify };
-    }
+    case 'list100':
+      return gw
+        ? gatewayPlan(t.install, jsonBody((slot) => ({ query: QUERIES.list, variables: { after: slot({ kind: 'random', items: jsonTexts(listPages.cursors) }) } })))
+        : barePlan('/list', jsonBody((slot) => ({ namespace: READ_NS, first: 100, afterKey: slot({ kind: 'random', items: jsonTexts(listPages.afterKeys) }) })));
     case 'put':
-      return putDriver(t, GUARDED_NS);
+      return put(GUARDED_NS, upsertKeys(), {}, false);
+    case 'put-create':
+      // A nonce per run: keys never repeat, even across runs on one database.
+      return put(GUARDED_NS, { kind: 'unique', prefix: own(`c${randomBytes(4).toString('hex')}`) }, { ifRevision: 0 }, false);
     case 'put16':
-      return putDriver(t, GUARDED_NS, true);
-    case 'put-guards-off':
-      return putDriver(t, OPEN_NS);
+      return put(GUARDED_NS, upsertKeys(), {}, true);
+    case GUARDS_OFF:
+      return put(OPEN_NS, upsertKeys(), {}, false);
     case 'bulk100': {
-      // Each in-flight batch owns a window of 100 keys (unconditional upserts, no overlap between batches).
-      const tracker = new RevisionTracker('bulk', settings.connections * 2);
-      let n = 0;
-      const query = `mutation Bulk($input: BulkPutRecordsInput!) { bulkPutRecords(input: $input) { __typename
-        ... on BulkPutRecordsSuccess { records { key revision } } } }`;
-      const build = (req: AutocannonRequest) => {
-        const slot = tracker.take();
-        req.headers = { ...req.headers, 'x-request-id': `slot${slot}` };
-        const items = Array.from({ length: 100 }, (_, i) => ({ key: `w${slot}/${i}`, value: valueOf(n++ % 100_000), metadata: METADATA }));
-        req.body = JSON.stringify(gw ? { query, variables: { input: { namespace: BULK_NS, items } } } : { namespace: BULK_NS, items });
-        return req;
-      };
-      return {
-        requests: [
-          {
-            method: 'POST',
-            path: gw ? '/graphql' : '/bulk',
-            headers: gw ? gqlHeaders(t.token) : jsonHeaders,
-            setupRequest: build,
-            onResponse: (_s, _b, _c, headers) => tracker.settle(headers, null),
-          },
-        ],
-        classify,
-      };
+      // Each batch writes one of 4 × connections fixed windows of 100 keys per wrk thread: batches in
+      // flight at once use different windows (or, rarely, the very same one), never overlapping ones.
+      const items: Slot = { kind: 'bulk', prefix: own('w'), size: 100, windows: 4 * settings.connections, values: VALUES, metadata: JSON.stringify(METADATA) };
+      return gw
+        ? gatewayPlan(t.install, jsonBody((slot) => ({ query: QUERIES.bulk, variables: { input: { namespace: BULK_NS, items: slot(items) } } })))
+        : barePlan('/bulk', jsonBody((slot) => ({ namespace: BULK_NS, items: slot(items) })));
     }
-    default:
-      throw new Error(`unknown scenario ${name}`);
   }
 }
 
 // ---------------------------------------------------------------- running one load
 
-/** Runs a driver for `seconds` (or until `maxRequests` answers, when given) and measures it. */
-async function load(label: string, server: ChildServer, driver: Driver, seconds: number, progress: boolean, maxRequests = Infinity): Promise<RunResult> {
-  const samples = new Samples();
-  const errors: Record<string, number> = {};
-  const requests = driver.requests.map((r) => {
-    const user = r.onResponse;
-    return {
-      ...r,
-      onResponse: (status: number, body: string, ctx: Record<string, unknown>, headers: Record<string, string | string[]>) => {
-        const kind = driver.classify(status, body, headers);
-        if (kind) errors[kind] = (errors[kind] ?? 0) + 1;
-        user?.(status, body, ctx, headers);
-      },
-    };
-  });
+/** Runs a plan for `seconds` (or until `maxAnswers` answers, when given) against a server and measures it. */
+async function load(server: ChildServer, plan: Plan, seconds: number, maxAnswers?: number): Promise<RunResult> {
   const cpuBefore = cpuSeconds(server.pid);
-  const started = performance.now();
-  const instance = autocannon({ url: server.url, connections: settings.connections, duration: seconds, timeout: 30, requests });
-  instance.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => {
-    samples.add(ms);
-    if (samples.count === maxRequests) instance.stop();
-  });
-  let tick = 0;
-  if (progress) {
-    instance.on('tick', () => {
-      tick++;
-      if (process.stderr.isTTY) process.stderr.write(`\r  ${label}: ${tick}/${seconds} s, ${samples.count} responses   `);
-    });
-  }
-  const result = await instance;
-  const elapsed = (performance.now() - started) / 1000;
+  const r = await runWrk(server.url, plan, { connections: settings.connections, seconds, cpus: generatorCpus(), maxAnswers });
   const cpuAfter = cpuSeconds(server.pid);
-  if (progress && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
-  if (result.errors > 0) errors.connection = (errors.connection ?? 0) + result.errors;
-  if (result.timeouts > 0) errors.timeout = (errors.timeout ?? 0) + result.timeouts;
-  const n = samples.count;
-  const pcts = samples.percentiles([50, 95, 99]);
+  const perRequest = (cpu: number) => (r.requests > 0 ? round((cpu / r.requests) * 1e6, 0) : null);
   return {
-    requests: n,
-    seconds: round(elapsed, 2),
-    rps: round(n / elapsed, 0),
-    p50: pcts.p50 ?? null,
-    p95: pcts.p95 ?? null,
-    p99: pcts.p99 ?? null,
-    errors,
-    cpuUsPerRequest: cpuBefore !== null && cpuAfter !== null && n > 0 ? round(((cpuAfter - cpuBefore) / n) * 1e6, 0) : null,
+    requests: r.requests,
+    seconds: round(r.seconds, 2),
+    rps: round(r.requests / r.seconds, 0),
+    p50: round(r.p50, 3),
+    p95: round(r.p95, 3),
+    p99: round(r.p99, 3),
+    errors: r.failures,
+    errorSample: r.sample,
+    cpuUsPerRequest: cpuBefore !== null && cpuAfter !== null ? perRequest(cpuAfter - cpuBefore) : null,
+    generatorCpuUsPerRequest: perRequest(r.cpuSeconds),
   };
 }
 
-/** Several runs of one configuration as one: total requests over total time, mean of the percentiles and CPU. */
+/** Several runs of one configuration as one: total answers over total time, CPU per answer over all, mean of the percentiles. */
 function mergeRuns(runs: RunResult[]): RunResult {
+  const requests = runs.reduce((a, r) => a + r.requests, 0);
+  const seconds = runs.reduce((a, r) => a + r.seconds, 0);
   const mean = (pick: (r: RunResult) => number | null) => {
     const v = runs.map(pick).filter((x): x is number => x !== null);
     return v.length === 0 ? null : round(v.reduce((a, b) => a + b, 0) / v.length, 3);
   };
-  const requests = runs.reduce((a, r) => a + r.requests, 0);
-  const seconds = runs.reduce((a, r) => a + r.seconds, 0);
+  const perAnswer = (pick: (r: RunResult) => number | null) => {
+    if (requests === 0 || runs.some((r) => pick(r) === null)) return null;
+    return round(runs.reduce((a, r) => a + pick(r)! * r.requests, 0) / requests, 0);
+  };
   const errors: Record<string, number> = {};
   for (const r of runs) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
-  const cpu = mean((r) => r.cpuUsPerRequest);
-  return { requests, seconds: round(seconds, 2), rps: round(requests / seconds, 0), p50: mean((r) => r.p50), p95: mean((r) => r.p95), p99: mean((r) => r.p99), errors, cpuUsPerRequest: cpu === null ? null : round(cpu, 0) };
+  return {
+    requests,
+    seconds: round(seconds, 2),
+    rps: round(requests / seconds, 0),
+    p50: mean((r) => r.p50),
+    p95: mean((r) => r.p95),
+    p99: mean((r) => r.p99),
+    errors,
+    errorSample: runs.find((r) => r.errorSample !== null)?.errorSample ?? null,
+    cpuUsPerRequest: perAnswer((r) => r.cpuUsPerRequest),
+    generatorCpuUsPerRequest: perAnswer((r) => r.generatorCpuUsPerRequest),
+  };
 }
+
+const errorCount = (r: RunResult) => Object.values(r.errors).reduce((s, v) => s + v, 0);
 
 /** When each server's first measured (post warm-up) run started: the profile summary skips what came before. */
 const firstMeasuredAt = new Map<ChildServer, number>();
 
-async function measure(label: string, server: ChildServer, driver: () => Driver): Promise<RunResult> {
-  if (settings.warmupSeconds > 0) await load(`${label} (warm-up)`, server, driver(), settings.warmupSeconds, false);
+async function measure(label: string, server: ChildServer, plan: () => Plan): Promise<RunResult> {
+  if (settings.warmupSeconds > 0) await load(server, plan(), settings.warmupSeconds);
   if (!firstMeasuredAt.has(server)) firstMeasuredAt.set(server, performance.now());
-  const r = await load(label, server, driver(), settings.durationSeconds, true);
+  const r = await load(server, plan(), settings.durationSeconds);
   const errs = Object.entries(r.errors).map(([k, v]) => `${k}=${v}`).join(' ');
-  log(`  ${label.padEnd(28)} ${String(r.rps).padStart(6)} req/s  p50 ${r.p50} ms  p95 ${r.p95} ms  p99 ${r.p99} ms  cpu ${r.cpuUsPerRequest ?? '?'} µs/req${errs ? `  errors: ${errs}` : ''}`);
+  log(
+    `  ${label.padEnd(28)} ${String(r.rps).padStart(6)} req/s  p50 ${r.p50} ms  p99 ${r.p99} ms  cpu ${r.cpuUsPerRequest ?? '?'} µs/req  wrk ${r.generatorCpuUsPerRequest ?? '?'} µs/req` +
+      (errs ? `  errors: ${errs}` : ''),
+  );
   return r;
 }
 
@@ -375,54 +310,47 @@ async function measure(label: string, server: ChildServer, driver: () => Driver)
 
 interface StatementCount {
   perRequest: number;
+  /** The distinct statements the counted requests sent, in order of first use. */
   statements: string[];
 }
 
-/** Sends each scenario's requests to an in-process gateway whose Kysely observer counts statements. */
-async function countStatements(app: App, counter: { n: number; sql: string[] }, drivers: Array<[string, Driver]>): Promise<Record<string, StatementCount>> {
+/**
+ * Sends each scenario's requests, one at a time, to an in-process gateway whose Kysely observer
+ * counts statements: 2 answers to warm caches, then 20 counted. A failed answer stops the bench
+ * here, before anything is measured.
+ */
+async function countStatements(app: App, counter: { n: number; sql: string[] }, plans: Array<[string, () => Plan]>): Promise<Record<string, StatementCount>> {
   const out: Record<string, StatementCount> = {};
   const url = app.url();
-  for (const [name, driver] of drivers) {
-    const counts: number[] = [];
-    let last: string[] = [];
-    const request = driver.requests[0]!;
-    for (let i = 0; i < 6; i++) {
-      const req = request.setupRequest!({ ...request, headers: { ...request.headers } }, {});
-      counter.n = 0;
-      counter.sql = [];
-      const res = await fetch(url + req.path, { method: 'POST', headers: req.headers, body: req.body as string });
-      const body = await res.text();
-      const headers: Record<string, string> = {};
-      res.headers.forEach((v, k) => (headers[k] = v));
-      const kind = driver.classify(res.status, body, headers);
-      request.onResponse?.(res.status, body, {}, headers);
-      if (kind) throw new Error(`statement count for ${name}: request failed (${kind}): ${body.slice(0, 300)}`);
-      if (i > 0) counts.push(counter.n); // the first request warms the validator cache
-      last = counter.sql;
-    }
-    out[name] = { perRequest: round(counts.reduce((s, c) => s + c, 0) / counts.length, 2), statements: last };
+  const run = async (name: string, plan: Plan, answers: number) => {
+    const r = await runWrk(url, plan, { connections: 1, seconds: 60, cpus: generatorCpus(), maxAnswers: answers });
+    if (Object.keys(r.failures).length > 0 || r.requests === 0) throw new Error(`statement count for ${name}: ${JSON.stringify(r.failures)} ${r.sample ?? 'no answer'}`);
+    return r.requests;
+  };
+  for (const [name, plan] of plans) {
+    await run(name, plan(), 2);
+    counter.n = 0;
+    counter.sql = [];
+    const answers = await run(name, plan(), 20);
+    out[name] = { perRequest: round(counter.n / answers, 2), statements: [...new Set(counter.sql)] };
   }
   return out;
 }
 
-// ---------------------------------------------------------------- main
+// ---------------------------------------------------------------- gateway vs bare
 
-interface ListPages {
-  cursors: Array<string | null>;
-  afterKeys: Array<string | null>;
+interface Row {
+  name: string;
+  title: string;
+  goal: number | null;
+  gateway: RunResult;
+  bare: RunResult;
+  rpsRatio: number;
+  goalMet: boolean | null;
+  sqlPerRequest: number | null;
+  /** The A/B/B/A runs: gateway #1, bare #1, bare #2, gateway #2. */
+  runs: RunResult[];
 }
-
-const SCENARIOS = [
-  { name: 'noop', title: 'no-op query { __typename } (no SQL)' },
-  { name: 'get', title: 'single get (record)' },
-  { name: 'records100', title: 'records, 100 keys' },
-  { name: 'list100', title: 'recordList first:100' },
-  { name: 'put', title: 'conditional put, guards on, all writers on one install' },
-  { name: 'put16', title: `conditional put, guards on, writers spread over ${SPREAD_INSTALLS} installs` },
-  { name: 'bulk100', title: 'bulk put of 100' },
-] as const;
-
-type Scenario = (typeof SCENARIOS)[number];
 
 /** The gateway-vs-bare scenarios: prints their table and returns what goes into latest.json. */
 async function runGatewayVsBare(scenarios: readonly Scenario[], runGuardsOff: boolean, machine: ReturnType<typeof machineInfo>): Promise<Record<string, unknown>> {
@@ -447,33 +375,31 @@ async function runGatewayVsBare(scenarios: readonly Scenario[], runGuardsOff: bo
     const database = await openMigratedDatabase(config);
     handles.push(database);
 
-    // Seed: one tenant, one install with room to grow, 1,000 records to read, schemas on the written namespaces.
+    // Seed: one tenant, one install with room to grow, 1,000 records to read, schemas on the written
+    // namespaces; SPREAD_INSTALLS more installs for put16.
     const tenantId = randomUUID();
     const installId = randomUUID();
     const admin: Caller = { principal: { kind: 'admin', tenantId, actor: 'bench' }, requestId: null };
     const storage = new Storage(database.db, config);
-    await storage.upsertInstall(admin, {
-      id: installId,
-      extensionId: 'bench',
-      enabled: true,
-      canRead: true,
-      canWrite: true,
-      quota: { maxKeysPerNamespace: 1_000_000, maxBytes: 64 * 1024 ** 3, maxNamespaces: 100 },
-    });
+    const quota = { maxKeysPerNamespace: 1_000_000, maxBytes: 64 * 1024 ** 3, maxNamespaces: 100 };
+    await storage.upsertInstall(admin, { id: installId, extensionId: 'bench', enabled: true, canRead: true, canWrite: true, quota });
     for (let start = 0; start < SEED_KEYS; start += 100) {
       const items = Array.from({ length: Math.min(100, SEED_KEYS - start) }, (_, i) => ({ key: keyOf(start + i), value: valueOf(start + i), metadata: METADATA }));
       await storage.bulkPutRecords(admin, { installId, namespace: READ_NS, items });
     }
     for (const namespace of [GUARDED_NS, BULK_NS]) await storage.setNamespaceSchema(admin, { installId, namespace, schema: VALUE_SCHEMA });
-    const token = await mintToken(secret, { sub: 'bench-extension', tid: tenantId, role: 'extension', iid: installId, scope: 'storage:read storage:write', expiresIn: '6h' });
+    const tokenOf = (iid: string) => mintToken(secret, { sub: 'bench-extension', tid: tenantId, role: 'extension', iid, scope: 'storage:read storage:write', expiresIn: '6h' });
+    const token = await tokenOf(installId);
+    const spreadInstalls: string[] = [];
     const spreadTokens: string[] = [];
     for (let i = 0; i < SPREAD_INSTALLS; i++) {
       const id = randomUUID();
-      await storage.upsertInstall(admin, { id, extensionId: 'bench', enabled: true, canRead: true, canWrite: true, quota: { maxKeysPerNamespace: 1_000_000, maxBytes: 64 * 1024 ** 3 } });
+      await storage.upsertInstall(admin, { id, extensionId: 'bench', enabled: true, canRead: true, canWrite: true, quota });
       await storage.setNamespaceSchema(admin, { installId: id, namespace: GUARDED_NS, schema: VALUE_SCHEMA });
-      spreadTokens.push(await mintToken(secret, { sub: 'bench-extension', tid: tenantId, role: 'extension', iid: id, scope: 'storage:read storage:write', expiresIn: '6h' }));
+      spreadInstalls.push(id);
+      spreadTokens.push(await tokenOf(id));
     }
-    log(`seeded: install ${installId}, ${SEED_KEYS} records in "${READ_NS}", schema on "${GUARDED_NS}" and "${BULK_NS}"`);
+    log(`seeded: install ${installId}, ${SEED_KEYS} records in "${READ_NS}", schema on "${GUARDED_NS}" and "${BULK_NS}", ${SPREAD_INSTALLS} more installs for put16`);
 
     // In-process gateway with a statement counter (same code, same database; used only for counting).
     const counter = { n: 0, sql: [] as string[] };
@@ -503,20 +429,24 @@ async function runGatewayVsBare(scenarios: readonly Scenario[], runGuardsOff: bo
       listPages.afterKeys.push(edges[edges.length - 1]!.node.key);
     }
 
-    const inProcessTarget: Target = { kind: 'gateway', url: inProcess.url(), token, spreadTokens };
-    const counted = await countStatements(inProcess, counter, [
-      ...scenarios.map((s) => [s.name, scenarioDriver(s.name, inProcessTarget, listPages)] as [string, Driver]),
-      ...(runGuardsOff ? [['put-guards-off', scenarioDriver('put-guards-off', inProcessTarget, listPages)] as [string, Driver]] : []),
-    ]);
+    const gwTarget: Target = { kind: 'gateway', install: token, spread: spreadTokens };
+    const bareTarget: Target = { kind: 'bare', install: installId, spread: spreadInstalls };
+    const names: ScenarioName[] = [...scenarios.map((s) => s.name), ...(runGuardsOff ? [GUARDS_OFF] : [])];
+    const counted = await countStatements(
+      inProcess,
+      counter,
+      names.map((name) => [name, () => scenarioPlan(name, gwTarget, listPages)]),
+    );
     await inProcess.close(1000);
     inProcess = undefined;
     for (const [name, c] of Object.entries(counted)) log(`SQL statements per ${name} request: ${c.perRequest}`);
 
     // The servers under test.
     const cpu = serverCpu();
+    const wrkCpus = generatorCpus();
     const profileDir = join(resultsDir, 'profiles', new Date().toISOString().replace(/[:.]/g, '-'));
     if (settings.profile) mkdirSync(profileDir, { recursive: true });
-    log(`starting servers${cpu !== null ? ` pinned to CPU ${cpu} (taskset)` : ' (not pinned)'}${settings.profile ? ', gateway with --cpu-prof' : ''}`);
+    log(`starting servers${cpu !== null ? ` pinned to CPU ${cpu} (taskset), wrk on CPU ${wrkCpus?.list}` : ' (not pinned)'}${settings.profile ? ', gateway with --cpu-prof' : ''}`);
     const spawnedAt = performance.now();
     const [gateway, gatewayOpen, bare] = await Promise.all([
       startChild({
@@ -525,11 +455,11 @@ async function runGatewayVsBare(scenarios: readonly Scenario[], runGuardsOff: bo
         port: await freePort(),
         readyPath: '/readyz',
         cpu,
-        nodeArgs: settings.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+        nodeArgs: [...gatewayNodeArgs(), ...(settings.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
         env: { ...baseEnv, STORAGE_RATE_LIMIT_PER_SECOND: '1000000', STORAGE_RATE_LIMIT_BURST: '1000000' },
       }),
       runGuardsOff
-        ? startChild({ name: 'gateway (guards off)', script: 'src/main.ts', port: await freePort(), readyPath: '/readyz', cpu, env: { ...baseEnv, STORAGE_RATE_LIMIT_PER_SECOND: '0' } })
+        ? startChild({ name: 'gateway (guards off)', script: 'src/main.ts', port: await freePort(), readyPath: '/readyz', cpu, nodeArgs: gatewayNodeArgs(), env: { ...baseEnv, STORAGE_RATE_LIMIT_PER_SECOND: '0' } })
         : Promise.resolve(undefined),
       startChild({
         name: 'bare',
@@ -541,42 +471,49 @@ async function runGatewayVsBare(scenarios: readonly Scenario[], runGuardsOff: bo
       }),
     ]);
     children.push(gateway, bare, ...(gatewayOpen ? [gatewayOpen] : []));
-    const gwTarget: Target = { kind: 'gateway', url: gateway.url, token, spreadTokens };
-    const bareTarget: Target = { kind: 'bare', url: bare.url, token: '' };
 
     // Prime every server with every scenario it will serve, so the first measured scenario does not
     // run on colder (not yet optimised) code than the later ones.
     if (settings.warmupSeconds > 0) {
       log(`priming: every scenario for ${settings.warmupSeconds} s on each server`);
       for (const s of scenarios) {
-        await load(`prime gateway ${s.name}`, gateway, scenarioDriver(s.name, gwTarget, listPages), settings.warmupSeconds, false);
-        await load(`prime bare ${s.name}`, bare, scenarioDriver(s.name, bareTarget, listPages), settings.warmupSeconds, false);
+        await load(gateway, scenarioPlan(s.name, gwTarget, listPages), settings.warmupSeconds);
+        await load(bare, scenarioPlan(s.name, bareTarget, listPages), settings.warmupSeconds);
       }
     }
 
-    const rows: Array<{ name: string; title: string; gateway: RunResult; bare: RunResult; rpsRatio: number; sqlPerRequest: number | null }> = [];
+    const rows: Row[] = [];
     for (const s of scenarios) {
       log(`scenario ${s.name}: ${s.title}`);
-      const g = await measure(`gateway ${s.name}`, gateway, () => scenarioDriver(s.name, gwTarget, listPages));
-      const b = await measure(`bare    ${s.name}`, bare, () => scenarioDriver(s.name, bareTarget, listPages));
-      rows.push({ name: s.name, title: s.title, gateway: g, bare: b, rpsRatio: round(g.rps / Math.max(1, b.rps), 2), sqlPerRequest: counted[s.name]?.perRequest ?? null });
+      const gw = () => scenarioPlan(s.name, gwTarget, listPages);
+      const br = () => scenarioPlan(s.name, bareTarget, listPages);
+      const runs = [
+        await measure(`gateway ${s.name} #1`, gateway, gw),
+        await measure(`bare    ${s.name} #1`, bare, br),
+        await measure(`bare    ${s.name} #2`, bare, br),
+        await measure(`gateway ${s.name} #2`, gateway, gw),
+      ];
+      const g = mergeRuns([runs[0]!, runs[3]!]);
+      const b = mergeRuns([runs[1]!, runs[2]!]);
+      const rpsRatio = round(g.rps / Math.max(1, b.rps), 2);
+      rows.push({ name: s.name, title: s.title, goal: s.goal, gateway: g, bare: b, rpsRatio, goalMet: s.goal === null ? null : rpsRatio >= s.goal, sqlPerRequest: counted[s.name]?.perRequest ?? null, runs });
     }
 
-    let guards: { on: RunResult; off: RunResult; rounds: Array<{ on: RunResult; off: RunResult }>; ratio: number; sqlOn: number | null; sqlOff: number | null } | undefined;
-    if (runGuardsOff && gatewayOpen) {
-      log('scenario put guards on vs off: conditional put; off = no schema, rate limiter off (audit and quotas stay on: they are part of the core)');
-      const openTarget = { ...gwTarget, url: gatewayOpen.url };
+    let guards: { on: RunResult; off: RunResult; ratio: number; sqlOn: number | null; sqlOff: number | null } | undefined;
+    if (gatewayOpen) {
+      log(`scenario ${GUARDS_OFF}: unconditional put, guards on vs off; off = no schema, rate limiter off (audit and quotas stay on: they are part of the core)`);
+      const openPlan = () => scenarioPlan(GUARDS_OFF, gwTarget, listPages);
+      const onPlan = () => scenarioPlan('put', gwTarget, listPages);
       // The guards-off gateway is fresh: give it the traffic the other one had, then alternate on/off twice.
-      await load('prime gateway (guards off)', gatewayOpen, scenarioDriver('put-guards-off', openTarget, listPages), Math.max(3, settings.warmupSeconds * scenarios.length), false);
-      const rounds: Array<{ on: RunResult; off: RunResult }> = [];
+      await load(gatewayOpen, openPlan(), Math.max(3, settings.warmupSeconds * scenarios.length));
+      const on: RunResult[] = [];
+      const off: RunResult[] = [];
       for (let pass = 1; pass <= 2; pass++) {
-        const on = await measure(`gateway put guards on  #${pass}`, gateway, () => scenarioDriver('put', gwTarget, listPages));
-        const off = await measure(`gateway put guards off #${pass}`, gatewayOpen, () => scenarioDriver('put-guards-off', openTarget, listPages));
-        rounds.push({ on, off });
+        on.push(await measure(`gateway put guards on  #${pass}`, gateway, onPlan));
+        off.push(await measure(`gateway put guards off #${pass}`, gatewayOpen, openPlan));
       }
-      const on = mergeRuns(rounds.map((r) => r.on));
-      const off = mergeRuns(rounds.map((r) => r.off));
-      guards = { on, off, rounds, ratio: round(on.rps / Math.max(1, off.rps), 2), sqlOn: counted.put?.perRequest ?? null, sqlOff: counted['put-guards-off']?.perRequest ?? null };
+      const [onRun, offRun] = [mergeRuns(on), mergeRuns(off)];
+      guards = { on: onRun, off: offRun, ratio: round(onRun.rps / Math.max(1, offRun.rps), 2), sqlOn: counted.put?.perRequest ?? null, sqlOff: counted[GUARDS_OFF]?.perRequest ?? null };
     }
 
     await Promise.all(children.map((c) => c.stop()));
@@ -595,48 +532,61 @@ async function runGatewayVsBare(scenarios: readonly Scenario[], runGuardsOff: bo
     const lines: string[] = [];
     lines.push('');
     lines.push(
-      `Gateway vs bare node:http + pg (same database and SQL), ${settings.connections} connections, ${settings.durationSeconds} s per run, ` +
-        `servers ${cpu !== null ? `pinned to CPU ${cpu}` : 'not pinned'}, ${machine.cpus} CPUs, load average at start ${machine.loadavg.join(' ')}`,
+      `Gateway vs bare node:http + pg (same database, least SQL), wrk with ${settings.connections} connections, ${settings.durationSeconds} s per run, A/B/B/A, ` +
+        `servers ${cpu !== null ? `pinned to CPU ${cpu}, wrk to CPU ${wrkCpus?.list}` : 'and wrk not pinned'}, ${machine.cpus} CPUs, load average at start ${machine.loadavg.join(' ')}`,
     );
     lines.push('');
-    lines.push(
-      table(
-        ['scenario', 'gw req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'bare req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'gw/bare', 'gw CPU µs/req', 'bare CPU µs/req', 'SQL/req', 'errors'],
-        rows.map((r) => [
-          r.name,
-          r.gateway.rps,
-          ms(r.gateway.p50),
-          ms(r.gateway.p95),
-          ms(r.gateway.p99),
-          r.bare.rps,
-          ms(r.bare.p50),
-          ms(r.bare.p95),
-          ms(r.bare.p99),
-          r.rpsRatio.toFixed(2),
-          r.gateway.cpuUsPerRequest,
-          r.bare.cpuUsPerRequest,
-          r.sqlPerRequest,
-          Object.values(r.gateway.errors).reduce((s, v) => s + v, 0) + Object.values(r.bare.errors).reduce((s, v) => s + v, 0),
-        ]),
-      ),
-    );
-    lines.push('');
-    lines.push('SQL/req: statements the gateway sends per request (BEGIN/COMMIT included), counted in process; the bare server sends 1.');
-    lines.push('put: ifRevision is always given (0 for a fresh key, then the revision the previous answer returned), one key per in-flight request.');
+    if (rows.length > 0) {
+      lines.push(
+        table(
+          ['scenario', 'gw req/s', 'bare req/s', 'gw/bare', 'goal', 'met', 'gw p50 ms', 'gw p99 ms', 'bare p50 ms', 'bare p99 ms', 'gw CPU µs/req', 'bare CPU µs/req', 'SQL/req', 'errors'],
+          rows.map((r) => [
+            r.name,
+            r.gateway.rps,
+            r.bare.rps,
+            r.rpsRatio.toFixed(2),
+            r.goal === null ? null : `≥ ${r.goal.toFixed(2)}`,
+            r.goalMet === null ? null : r.goalMet ? 'yes' : 'MISS',
+            ms(r.gateway.p50),
+            ms(r.gateway.p99),
+            ms(r.bare.p50),
+            ms(r.bare.p99),
+            r.gateway.cpuUsPerRequest,
+            r.bare.cpuUsPerRequest,
+            r.sqlPerRequest,
+            errorCount(r.gateway) + errorCount(r.bare),
+          ]),
+        ),
+      );
+      lines.push('');
+      lines.push('req/s: answers over both runs of a side; p50/p99: mean of the two runs; CPU µs/req: server CPU (user + system, /proc) over both runs\' answers.');
+      lines.push('SQL/req: statements the gateway sends per request (BEGIN/COMMIT included), counted in process, one request at a time; the bare server sends 1.');
+      const wrkCpu = rows.flatMap((r) => r.runs.map((run) => run.generatorCpuUsPerRequest)).filter((v): v is number => v !== null);
+      if (wrkCpu.length > 0) lines.push(`wrk's own CPU: ${Math.min(...wrkCpu)}–${Math.max(...wrkCpu)} µs per request.`);
+    }
     if (guards) {
       lines.push('');
       lines.push(
         table(
-          ['put', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'CPU µs/req', 'SQL/req'],
+          ['put', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'CPU µs/req', 'SQL/req', 'errors'],
           [
-            ['guards on', guards.on.rps, ms(guards.on.p50), ms(guards.on.p95), ms(guards.on.p99), guards.on.cpuUsPerRequest, guards.sqlOn],
-            ['guards off', guards.off.rps, ms(guards.off.p50), ms(guards.off.p95), ms(guards.off.p99), guards.off.cpuUsPerRequest, guards.sqlOff],
+            ['guards on', guards.on.rps, ms(guards.on.p50), ms(guards.on.p95), ms(guards.on.p99), guards.on.cpuUsPerRequest, guards.sqlOn, errorCount(guards.on)],
+            ['guards off', guards.off.rps, ms(guards.off.p50), ms(guards.off.p95), ms(guards.off.p99), guards.off.cpuUsPerRequest, guards.sqlOff, errorCount(guards.off)],
           ],
         ),
       );
       lines.push(`guards on / guards off (req/s): ${guards.ratio.toFixed(2)}  (two alternating runs of each, merged; both gateways primed)`);
       lines.push('guards on = JSON Schema on the namespace + rate limiter on (limit far above the load); guards off = no schema, rate limiter off.');
       lines.push('Audit events, quota checks and usage counters are part of the core and run in both.');
+    }
+    const misses = rows.filter((r) => r.goalMet === false).map((r) => r.name);
+    if (rows.some((r) => r.goal !== null)) lines.push(misses.length === 0 ? 'goals: all met' : `goals missed: ${misses.join(', ')}`);
+    const failed: Array<[string, RunResult]> = [
+      ...rows.flatMap((r): Array<[string, RunResult]> => [[`gateway ${r.name}`, r.gateway], [`bare ${r.name}`, r.bare]]),
+      ...(guards ? ([['gateway put guards on', guards.on], ['gateway put guards off', guards.off]] as Array<[string, RunResult]>) : []),
+    ].filter(([, r]) => errorCount(r) > 0);
+    for (const [label, r] of failed) {
+      lines.push(`errors in ${label}: ${Object.entries(r.errors).map(([k, v]) => `${k}=${v}`).join(' ')}; first: ${r.errorSample ?? '–'}`);
     }
     if (profile) {
       const perReq = settings.only.length === 1 ? (rows[0]?.gateway.cpuUsPerRequest ?? null) : null;
@@ -646,17 +596,20 @@ async function runGatewayVsBare(scenarios: readonly Scenario[], runGuardsOff: bo
     }
     process.stdout.write(lines.join('\n') + '\n');
     return {
-      settings: { ...settings, pinnedCpu: cpu, servers: 'child processes (node --import tsx), logging to /dev/null' },
+      settings: { ...settings, pinnedCpu: cpu, wrkCpus: wrkCpus?.list ?? null, servers: 'child processes (node --import tsx), logging to /dev/null', loadGenerator: 'wrk' },
       scenarios: rows,
       statements: counted,
       guards,
       profile,
+      errors: failed.length,
     };
   } finally {
     unregister();
     await cleanup();
   }
 }
+
+// ---------------------------------------------------------------- main
 
 /** bench/results/latest.json: rewritten after each part, so a later failure keeps what was measured. */
 function writeResults(results: Record<string, unknown>): void {
@@ -667,13 +620,17 @@ function writeResults(results: Record<string, unknown>): void {
 }
 
 async function main(): Promise<void> {
-  const wanted = (name: string) => settings.only.length === 0 || settings.only.includes(name);
-  const runGuardsOff = wanted('put-guards-off') || wanted('put');
+  requireWrk();
+  const wanted = (name: string) => (settings.only.length === 0 ? name !== GUARDS_OFF : settings.only.includes(name));
+  const runGuardsOff = wanted(GUARDS_OFF);
   const scenarios = SCENARIOS.filter((s) => wanted(s.name));
   const machine = machineInfo();
   let results: Record<string, unknown> = { machine, settings };
+  let invalid = false;
   if (scenarios.length > 0 || runGuardsOff) {
-    results = { machine, ...(await runGatewayVsBare(scenarios, runGuardsOff, machine)) };
+    const part = await runGatewayVsBare(scenarios, runGuardsOff, machine);
+    invalid ||= part.errors !== 0;
+    results = { machine, ...part };
     writeResults(results);
   }
   if (wanted(TTL_BACKLOG.name)) {
@@ -687,8 +644,13 @@ async function main(): Promise<void> {
       load,
     });
     process.stdout.write(formatTtlBacklog(ttlBacklog).join('\n') + '\n');
+    invalid ||= [ttlBacklog.usage, ttlBacklog.put].some((c) => errorCount(c.withBacklog) + errorCount(c.withoutBacklog) > 0);
     results = { ...results, ttlBacklog };
     writeResults(results);
+  }
+  if (invalid) {
+    log('NOT VALID: some answers failed (see "errors" above); a benchmark with errors measures something else');
+    process.exitCode = 1;
   }
 }
 

@@ -5,8 +5,8 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import type { AutocannonRequest } from 'autocannon';
 import pg from 'pg';
+import type { Body, Plan } from './wrk.js';
 
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 export const resultsDir = fileURLToPath(new URL('./results/', import.meta.url));
@@ -85,6 +85,12 @@ export function serverCpu(): number | null {
   return availableParallelism() - 1;
 }
 
+/** The CPUs the servers are not pinned to (for the load generator), as a taskset list, or null when servers are not pinned. */
+export function generatorCpus(): { list: string; count: number } | null {
+  const server = serverCpu();
+  return server === null ? null : { list: server === 1 ? '0' : `0-${server - 1}`, count: server };
+}
+
 /** Extra node flags for the gateway child (BENCH_GATEWAY_NODE_ARGS, space-separated), e.g. `--max-semi-space-size=64`. */
 export function gatewayNodeArgs(): string[] {
   return (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
@@ -161,51 +167,42 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-// ---------------------------------------------------------------- load drivers (what bench/run.ts and its scenarios send)
+// ---------------------------------------------------------------- what bench/run.ts and its scenarios send
 
-/** What one scenario sends to one server: autocannon requests plus a response checker. */
-export interface Driver {
-  requests: AutocannonRequest[];
-  /** Error kind of a response, or null when it is a success. */
-  classify(status: number, body: string, headers: Record<string, string | string[]>): string | null;
-}
-
-/** One measured run of a driver against a server. */
+/** One measured run of a plan against a server. */
 export interface RunResult {
   requests: number;
   seconds: number;
   rps: number;
+  /** Latency percentiles (ms). */
   p50: number | null;
   p95: number | null;
   p99: number | null;
+  /** Failed answers by kind (see bench/wrk.ts); a run with any is not valid. */
   errors: Record<string, number>;
+  /** The first failed answer, for the report. */
+  errorSample: string | null;
   /** Server CPU (user + system, all threads) per request, µs. */
   cpuUsPerRequest: number | null;
+  /** The load generator's own CPU per request, µs. */
+  generatorCpuUsPerRequest: number | null;
 }
 
 export const gqlHeaders = (token: string) => ({ 'content-type': 'application/json', authorization: `Bearer ${token}` });
 
-export function gqlRequest(token: string, body: () => unknown, onResponse?: AutocannonRequest['onResponse']): AutocannonRequest {
-  return {
-    method: 'POST',
-    path: '/graphql',
-    headers: gqlHeaders(token),
-    setupRequest(req) {
-      req.body = JSON.stringify(body());
-      return req;
-    },
-    onResponse,
-  };
-}
+/** The gateway's typed failures: an answer carrying one of these counts as failed. */
+export const FAILURE_TYPES = ['LimitExceeded', 'QuotaExceeded', 'RevisionMismatch', 'ValidationFailed'] as const;
 
-export function classifyGraphQL(status: number, body: string): string | null {
-  if (status !== 200) return `http_${status}`;
-  if (body.includes('"errors"')) {
-    const m = /"code":"([A-Z_]+)"/.exec(body);
-    return `graphql_${m?.[1] ?? 'error'}`;
-  }
-  const typename = /"__typename":"(RevisionMismatch|QuotaExceeded|LimitExceeded|ValidationFailed)"/.exec(body);
-  return typename ? typename[1]! : null;
+/** A GraphQL request to the gateway with an extension token (or one of several, chosen per request). */
+export function gatewayPlan(tokens: string | readonly string[], body: Body): Plan {
+  const list = typeof tokens === 'string' ? [tokens] : tokens;
+  return {
+    path: '/graphql',
+    headers: gqlHeaders(list[0]!),
+    pick: list.length > 1 ? { header: 'authorization', values: list.map((t) => `Bearer ${t}`) } : undefined,
+    body,
+    failures: FAILURE_TYPES,
+  };
 }
 
 // ---------------------------------------------------------------- CPU time of a process

@@ -27,12 +27,11 @@ import type { Caller } from '../src/storage/principal.js';
 import { Storage } from '../src/storage/storage.js';
 import {
   benchDatabase,
-  classifyGraphQL,
   freePort,
   gatewayEnv,
   gatewayNodeArgs,
+  gatewayPlan,
   gqlHeaders,
-  gqlRequest,
   log,
   onInterrupt,
   round,
@@ -41,17 +40,17 @@ import {
   startChild,
   table,
   type ChildServer,
-  type Driver,
   type RunResult,
 } from './support.js';
+import { jsonBody, jsonTexts, type Plan } from './wrk.js';
 
 export const TTL_BACKLOG = {
   name: 'ttl-backlog',
   title: 'putRecord and usage on an install with an expired, unswept backlog (A) vs the same install without one (B)',
 } as const;
 
-/** run.ts's load(): the same load generator as every other scenario. */
-export type LoadFn = (label: string, server: ChildServer, driver: Driver, seconds: number, progress: boolean, maxRequests?: number) => Promise<RunResult>;
+/** run.ts's load(): the same load generator (wrk) as every other scenario. */
+export type LoadFn = (server: ChildServer, plan: Plan, seconds: number, maxAnswers?: number) => Promise<RunResult>;
 
 export interface TtlBacklogOptions {
   /** Expired records seeded on install A. */
@@ -218,18 +217,18 @@ async function analyze(databaseUrl: string): Promise<void> {
 
 // ---------------------------------------------------------------- requests (GraphQL only)
 
-function usageDriver(token: string): Driver {
-  return { requests: [gqlRequest(token, () => ({ query: USAGE_QUERY }))], classify: classifyGraphQL };
+function usagePlan(token: string): Plan {
+  return gatewayPlan(token, jsonBody(() => ({ query: USAGE_QUERY })));
 }
 
-/** Unconditional puts cycling over the live keys (updates of about the same size). */
-function putDriver(token: string): Driver {
-  let n = 0;
-  const body = () => {
-    const i = n++;
-    return { query: PUT_QUERY, variables: { input: { namespace: LIVE_NS, key: keyOf(i % LIVE_KEYS), value: valueOf(i) } } };
-  };
-  return { requests: [gqlRequest(token, body)], classify: classifyGraphQL };
+/** Unconditional puts cycling over the live keys (updates of about the same size; one value more than keys, so each round writes new values). */
+function putPlan(token: string): Plan {
+  const keys = jsonTexts(Array.from({ length: LIVE_KEYS }, (_, i) => keyOf(i)));
+  const values = jsonTexts(Array.from({ length: LIVE_KEYS + 1 }, (_, i) => valueOf(i)));
+  return gatewayPlan(
+    token,
+    jsonBody((slot) => ({ query: PUT_QUERY, variables: { input: { namespace: LIVE_NS, key: slot({ kind: 'cycle', items: keys }), value: slot({ kind: 'cycle', items: values }) } } })),
+  );
 }
 
 async function fetchUsage(url: string, token: string): Promise<UsageAnswer> {
@@ -344,14 +343,14 @@ export async function runTtlBacklog(opts: TtlBacklogOptions): Promise<TtlBacklog
   }
 }
 
-async function warm(stage: Stage, label: string, driver: Driver): Promise<void> {
-  if (stage.opts.warmupSeconds > 0) await stage.opts.load(`${label} (warm-up)`, stage.gateway, driver, stage.opts.warmupSeconds, false);
+async function warm(stage: Stage, plan: Plan): Promise<void> {
+  if (stage.opts.warmupSeconds > 0) await stage.opts.load(stage.gateway, plan, stage.opts.warmupSeconds);
 }
 
 /** B's warm-ups (they need no backlog) fill the wait until every backlog record has expired; returns the ms still waited. */
 async function warmUpUntilExpired(stage: Stage): Promise<number> {
-  await warm(stage, 'put B', putDriver(stage.seeded.tokenB));
-  await warm(stage, 'usage B', usageDriver(stage.seeded.tokenB));
+  await warm(stage, putPlan(stage.seeded.tokenB));
+  await warm(stage, usagePlan(stage.seeded.tokenB));
   const waited = Math.max(0, stage.seeded.expiresAt + 500 - Date.now());
   await sleep(waited);
   return waited;
@@ -359,9 +358,9 @@ async function warmUpUntilExpired(stage: Stage): Promise<number> {
 
 async function measureUsage(stage: Stage): Promise<{ comparison: Comparison; settled: number }> {
   const { opts, gateway, seeded } = stage;
-  await warm(stage, 'usage A', usageDriver(seeded.tokenA));
-  const b = await opts.load('usage B (no backlog)', gateway, usageDriver(seeded.tokenB), opts.usageSeconds, true);
-  const a = await opts.load('usage A (backlog)', gateway, usageDriver(seeded.tokenA), opts.usageSeconds, true);
+  await warm(stage, usagePlan(seeded.tokenA));
+  const b = await opts.load(gateway, usagePlan(seeded.tokenB), opts.usageSeconds);
+  const a = await opts.load(gateway, usagePlan(seeded.tokenA), opts.usageSeconds);
   const settled = await settle(stage.counter);
   logRun('usage B (no backlog)', b);
   logRun('usage A (backlog)', a);
@@ -371,9 +370,9 @@ async function measureUsage(stage: Stage): Promise<{ comparison: Comparison; set
 /** Puts on A sweep the backlog: no warm-up there, and they stop after maxPuts answers. */
 async function measurePuts(stage: Stage, maxPuts: number): Promise<{ comparison: Comparison; settled: number; expiredBefore: number; expiredAfter: number }> {
   const { opts, gateway, seeded, counter } = stage;
-  const b = await opts.load('put B (no backlog)', gateway, putDriver(seeded.tokenB), opts.putSeconds, true);
+  const b = await opts.load(gateway, putPlan(seeded.tokenB), opts.putSeconds);
   const expiredBefore = await countExpired(counter);
-  const a = await opts.load('put A (backlog)', gateway, putDriver(seeded.tokenA), opts.putSeconds, true, maxPuts);
+  const a = await opts.load(gateway, putPlan(seeded.tokenA), opts.putSeconds, maxPuts);
   const settled = await settle(counter);
   const expiredAfter = await countExpired(counter);
   logRun('put B (no backlog)', b);
