@@ -7,7 +7,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mapDatabaseError, UnavailableError } from '../../src/storage/errors.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { backend } from '../support/db.js';
+import { backend, onCitus } from '../support/db.js';
 import { extensionClient } from '../records/client.js';
 
 describe('deadlock and serialization victims', () => {
@@ -17,6 +17,23 @@ describe('deadlock and serialization victims', () => {
     }
   });
 });
+
+/** Resolves once some session of the test database waits for a lock (any node on Citus). */
+async function waitForLockWait(url: string): Promise<void> {
+  const watcher = new pg.Client({ connectionString: url });
+  await watcher.connect();
+  try {
+    const view = onCitus ? 'citus_stat_activity' : 'pg_stat_activity';
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+      const { rows } = await watcher.query(`SELECT count(*)::int AS n FROM ${view} WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+      if (rows[0].n > 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    throw new Error('the write never waited for the record lock');
+  } finally {
+    await watcher.end();
+  }
+}
 
 // PGlite has one connection: no second transaction can take part in a deadlock.
 describe.skipIf(backend !== 'postgres')('a write chosen as a deadlock victim', () => {
@@ -35,14 +52,19 @@ describe.skipIf(backend !== 'postgres')('a write chosen as a deadlock victim', (
     const other = new pg.Client({ connectionString: t.database.url });
     await other.connect();
     try {
-      // The gateway's session checks for the cycle first (default 1 s): the write is the victim.
-      await other.query("SET deadlock_timeout = '10s'");
+      // The gateway's session checks for the cycle first (default 1 s): the write is the victim. On
+      // Citus the other side's statements run in a worker's session, which gets the setting only
+      // as a propagated SET LOCAL (a placeholder setting on plain PostgreSQL).
+      await other.query("SET citus.propagate_set_commands = 'local'");
       await other.query('BEGIN');
+      await other.query("SET LOCAL deadlock_timeout = '10s'");
       // The other side holds the record, then asks for the install lock the write holds: a cycle.
       await other.query("UPDATE ext_storage_records SET updated_at = now() WHERE tenant_id = $1 AND install_id = $2 AND key = 'k'", [c.install.tenantId, c.install.id]);
       calls.length = 0;
       const write = c.put({ namespace: 'ns', key: 'k', value: 2 });
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // The cycle closes only once the write holds the install lock and waits for the record: wait
+      // for that (on Citus the write waits in a worker's session), well within its 1 s check.
+      await waitForLockWait(t.database.url!);
       const otherSide = other
         .query('SELECT 1 FROM ext_storage_install_locks WHERE tenant_id = $1 AND install_id = $2 FOR UPDATE', [c.install.tenantId, c.install.id])
         .then(() => other.query('COMMIT'))
