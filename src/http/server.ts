@@ -140,13 +140,30 @@ export function createApp(opts: AppOptions): App {
   let ready = false;
   let closing = false;
 
+  // The executed operation's type and log label, worked out once per parsed document (Yoga's parser
+  // cache hands the same DocumentNode to every request with the same query text).
+  const operationFacts = new WeakMap<DocumentNode, Map<string, { type: string; label: string } | null>>();
+  const factsOf = (document: DocumentNode, operationName: string | null | undefined) => {
+    let byName = operationFacts.get(document);
+    if (!byName) operationFacts.set(document, (byName = new Map()));
+    const name = operationName ?? '';
+    let facts = byName.get(name);
+    if (facts === undefined) {
+      const op = executedOperation(document, operationName);
+      facts = op ? { type: op.operation, label: operationLabel(op) } : null;
+      // Bounded: a document named with ever new operation names must not grow its entry for ever.
+      if (byName.size < 16) byName.set(name, facts);
+    }
+    return facts;
+  };
+
   const observeOperation: Plugin<GraphQLContext & ServerContext> = {
     onExecute({ args }) {
       const log = (args.contextValue as ServerContext).log;
-      const op = executedOperation(args.document as DocumentNode, args.operationName);
-      if (log && op) {
-        log.operationType = op.operation;
-        log.operation = operationLabel(op);
+      const facts = log ? factsOf(args.document as DocumentNode, args.operationName) : null;
+      if (log && facts) {
+        log.operationType = facts.type;
+        log.operation = facts.label;
       }
     },
   };

@@ -116,6 +116,31 @@ describe('the fast path answers exactly as Yoga does', () => {
     expect((a.body as any).data.putRecord.record.revision).toBe(1);
   });
 
+  it('a bulk mutation with variables, compiled from its second run (jit runs mutations too)', async () => {
+    const query = `mutation Bulk($input: BulkPutRecordsInput!) { bulkPutRecords(input: $input) { __typename
+      ... on BulkPutRecordsSuccess { records { namespace value metadata revision schemaVersion } }
+      ... on RevisionMismatch { namespace expectedRevision currentRevision } ... on LimitExceeded { limit } } }`;
+    const items = (run: number) =>
+      Array.from({ length: 5 }, (_, i) => ({ key: `b-${run}-${i}`, value: { i, s: 'x', nested: [{ a: null }] }, metadata: i % 2 ? { m: i } : null, ttlSeconds: i === 3 ? 3600 : null }));
+    const a = await threeWays((run) => ({ query, variables: { input: { namespace: 'fp-bulk', items: items(run) } } }));
+    expect((a.body as any).data.bulkPutRecords.records).toHaveLength(5);
+    // A typed error (a revision check on a key that does not exist), the same on both executors.
+    const b = await threeWays((run) => ({ query, variables: { input: { namespace: 'fp-bulk', items: [{ key: `absent-${run}`, value: 1, ifRevision: 4 }] } } }));
+    expect((b.body as any).data.bulkPutRecords.__typename).toBe('RevisionMismatch');
+  });
+
+  it('a mutation with bad variables: the same refusal compiled or not, and nothing is written', async () => {
+    const query = `mutation Bulk($input: BulkPutRecordsInput!) { bulkPutRecords(input: $input) { __typename } }`;
+    await threeWays((run) => ({ query, variables: { input: { namespace: 'fp-bad', items: [{ key: `ok-${run}`, value: 1 }] } } }));
+    for (const input of [{ namespace: 'fp-bad', items: [{ key: 'x', value: 1, ttlSeconds: 'soon' }] }, { namespace: 'fp-bad', items: [{ value: 1 }] }, { items: [] }, null]) {
+      const a = await threeWays(() => ({ query, variables: { input } }));
+      expect(a.status).toBe(400);
+      expect((a.body as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
+    }
+    const read = await post('/graphql', { query: '{ record(namespace: "fp-bad", key: "x") { key } }' });
+    expect((read.body as any).data.record).toBeNull();
+  });
+
   it('operationName picks one of several operations', async () => {
     const query = `query A { records(namespace: "fp", keys: ["a"]) { key } } query B { record(namespace: "fp", key: "b") { key value } }`;
     const b = await threeWays(() => ({ query, operationName: 'B' }));
