@@ -10,13 +10,15 @@ export interface GraphQLContext {
   caller: Caller;
   storage: Storage;
   config: Config;
+  /** Bytes of the request as received (POST body, or the GET URL): what a write can echo back. */
+  requestBytes: number;
   /** This request's database calls and returned bytes, held to its budgets (src/graphql/work.ts). */
   work: RequestWork;
   /** One DataLoader per install and namespace: every record read of a request is batched through it. */
   recordLoader(scope: InstallScope, namespace: string): DataLoader<string, StoredRecord | null>;
 }
 
-export function createGraphQLContext(caller: Caller, storage: Storage, config: Config): GraphQLContext {
+export function createGraphQLContext(caller: Caller, storage: Storage, config: Config, requestBytes: number): GraphQLContext {
   const loaders = new Map<string, DataLoader<string, StoredRecord | null>>();
   caller.installs ??= new Map();
   const work = new RequestWork({ maxResponseBytes: config.cost.maxResponseBytes, maxStatements: config.cost.maxStatements });
@@ -24,6 +26,7 @@ export function createGraphQLContext(caller: Caller, storage: Storage, config: C
     caller,
     storage,
     config,
+    requestBytes,
     work,
     recordLoader(scope, namespace) {
       const id = `${scope.installId}/${namespace}`;

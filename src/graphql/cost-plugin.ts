@@ -15,7 +15,7 @@ import { ADMISSION_UNITS, type FairPool, type RateLimiter } from '../http/rate-l
 import { RateLimitedError } from '../storage/errors.js';
 import type { Caller } from '../storage/principal.js';
 import type { Storage } from '../storage/storage.js';
-import { byteUnits, evaluatePlan, installRefKey, installRefsOf, overLimit, PlanCache, rateUnits, type InstallRef, type Price, type PriceEnv } from './cost.js';
+import { byteUnits, echoedResponseBound, evaluatePlan, installRefKey, installRefsOf, overLimit, PlanCache, rateUnits, type InstallRef, type Price, type PriceEnv } from './cost.js';
 import type { GraphQLContext } from './context.js';
 import { queryTooCostly } from './work.js';
 
@@ -112,6 +112,18 @@ function rateLimitedError(e: RateLimitedError): GraphQLError {
   });
 }
 
+/**
+ * The worst-case answer of a request, as its share of the response pool: each record it reads at the
+ * largest a record may be, the records a write returns as sent at most what the request carried.
+ */
+export function reservationOf(price: Price, recordBound: number, requestBytes: number, maxResponseBytes: number): number {
+  const echoed = price.echoed ?? 0;
+  const read = (price.records - echoed) * recordBound;
+  // A request of unknown size echoes at most what its records may hold.
+  const echoBound = Number.isFinite(requestBytes) ? echoedResponseBound(echoed, requestBytes) : Infinity;
+  return Math.min(maxResponseBytes, read + Math.min(echoed * recordBound, echoBound));
+}
+
 /** The most bytes one record may hold for this caller: its install's value and metadata limits. */
 async function recordBound(ctx: GraphQLContext): Promise<number> {
   const p = ctx.caller.principal;
@@ -163,7 +175,7 @@ export function useCostLimits(opts: CostPluginOptions): Plugin {
           return;
         }
       }
-      ctx.work.reservation = price.records > 0 ? Math.min(config.cost.maxResponseBytes, price.records * (await recordBound(ctx))) : 0;
+      ctx.work.reservation = price.records > 0 ? reservationOf(price, await recordBound(ctx), ctx.requestBytes, config.cost.maxResponseBytes) : 0;
       return {
         onExecuteDone({ setResult }) {
           // The bytes it returned are work too: charged now that they are known (src/graphql/cost.ts BYTES_PER_UNIT).

@@ -32,7 +32,22 @@ export interface Price {
   reads: number;
   /** Records it may return or write. */
   records: number;
+  /**
+   * Of those, the records writes return as they were sent (putRecord, bulkPutRecords): their values
+   * are in the request, so their size is bounded by the request's (echoedResponseBound).
+   */
+  echoed?: number;
 }
+
+/** Bytes an echoed record adds to its value and metadata in an answer: key, namespace, revision, timestamps, field names. */
+export const ECHO_OVERHEAD_BYTES = 1024;
+
+/**
+ * The most bytes the echoed records of a request of `requestBytes` can come to in its answer: the
+ * values and metadata as the request sent them, reserialised (a number can come back one character
+ * longer, "1e21" as "1e+21", so at most twice its text), plus each record's own fields.
+ */
+export const echoedResponseBound = (echoed: number, requestBytes: number): number => 2 * requestBytes + echoed * ECHO_OVERHEAD_BYTES;
 
 /** The limits a price is held to before execution. */
 export interface CostLimits {
@@ -178,6 +193,8 @@ export interface FieldRule {
   into?: (args: Args, scope: Scope, env: PriceEnv) => Partial<Scope>;
   /** Sibling fields with one key share one memoised load: they count once per object. */
   shares?: string;
+  /** Its records are the request's own values, returned as written (Price.echoed). */
+  echoes?: boolean;
 }
 
 const clamp = (n: number, max: number) => (Number.isFinite(n) && n > 0 ? Math.min(Math.floor(n), max) : 0);
@@ -212,9 +229,10 @@ export const FIELD_RULES: Readonly<Record<string, FieldRule>> = {
   'Namespace.record': record,
   'Namespace.records': records,
   'Namespace.recordList': recordList,
-  'Mutation.putRecord': { reads: 1, records: () => 1 },
+  'Mutation.putRecord': { reads: 1, records: () => 1, echoes: true },
   'Mutation.bulkPutRecords': {
     reads: 1,
+    echoes: true,
     records: (a, env) => clamp(a.count('input', 'items'), env.limits.maxBulkItems),
     into: (a, _s, env) => ({ page: clamp(a.count('input', 'items'), env.limits.maxBulkItems) }),
   },
@@ -397,13 +415,18 @@ export function evaluatePlan(plan: CostPlan, variables: Readonly<Record<string, 
         else shared.add(rule.shares);
       }
       price.reads += reads;
-      if (rule.records) price.records += rule.records(args, env);
+      if (rule.records) {
+        const n = rule.records(args, env);
+        price.records += n;
+        if (rule.echoes && n > 0) price.echoed = (price.echoed ?? 0) + n;
+      }
       if (node.children.length === 0) continue;
       const inner = walk(node.children, rule.into ? { ...scope, ...rule.into(args, scope, env) } : scope);
       if (inner.reads === 0 && inner.records === 0) continue;
       const fanOut = rule.fanOut ? rule.fanOut(args, scope, env) : 1;
       price.reads += fanOut * inner.reads;
       price.records += fanOut * inner.records;
+      if (inner.echoed) price.echoed = (price.echoed ?? 0) + fanOut * inner.echoed;
     }
     return price;
   };

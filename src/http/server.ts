@@ -59,7 +59,8 @@ interface RequestLog {
   principal?: string;
 }
 
-type ServerContext = { caller: Caller; log: RequestLog };
+/** requestBytes: the POST body's length, or the GET URL's (what a write can echo back: src/graphql/cost-plugin.ts). */
+type ServerContext = { caller: Caller; log: RequestLog; requestBytes: number };
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade']);
 
@@ -176,7 +177,7 @@ export function createApp(opts: AppOptions): App {
     // reflect any Origin with allow-credentials.
     cors: false,
     logging: false,
-    context: ({ caller }) => createGraphQLContext(caller, storage, config),
+    context: ({ caller, requestBytes }) => createGraphQLContext(caller, storage, config, requestBytes),
     graphiql: false,
     maskedErrors: {
       maskError: (error) => maskError(error, (e) => logger.error({ err: errorForLog(e) }, 'unexpected error in a resolver')),
@@ -327,7 +328,7 @@ export function createApp(opts: AppOptions): App {
         return;
       }
     }
-    const serverContext: ServerContext = { caller, log };
+    const serverContext: ServerContext = { caller, log, requestBytes: body ? body.length : (req.url ?? '').length };
     const params = fastPathParams(req.method, req.url, req.headers, body);
     const answer = params ? await fastPath(params, url, req.headers, serverContext) : await answerOf(await yoga.fetch(toFetchRequest(req, url, body), serverContext));
     const outHeaders: Record<string, string> = { ...cors };

@@ -18,9 +18,11 @@ import {
   rateUnits,
   runnerPrice,
   compilePlan,
+  ECHO_OVERHEAD_BYTES,
   type InstallRef,
   type Price,
 } from '../../src/graphql/cost.js';
+import { reservationOf } from '../../src/graphql/cost-plugin.js';
 import { schema } from '../../src/graphql/schema.js';
 import { jsonSize, RequestWork, STATEMENTS_AT_ONCE } from '../../src/graphql/work.js';
 import type { StoredRecord } from '../../src/storage/records.js';
@@ -108,15 +110,35 @@ describe('prices', () => {
     expect(installRefsOf(compilePlan(schema, parse('{ install { namespaces { name keyCount bytesUsed } } }'), undefined), {}, limits)).toEqual([]);
   });
 
-  it('mutations: each aliased write counts, bulk puts by their items', () => {
+  it('mutations: each aliased write counts, bulk puts by their items; the records they return are echoed', () => {
     const put = 'putRecord(input: { namespace: "a", key: "k", value: 1 }) { __typename }';
-    expect(price(`mutation { ${aliases(3, put)} }`)).toEqual({ reads: 3, records: 3 });
+    expect(price(`mutation { ${aliases(3, put)} }`)).toEqual({ reads: 3, records: 3, echoed: 3 });
     const bulk = 'bulkPutRecords(input: { namespace: "a", items: $items }) { ... on BulkPutRecordsSuccess { records { key } } }';
     const items = Array.from({ length: 100 }, (_, i) => ({ key: `k${i}`, value: i }));
-    expect(price(`mutation($items: [BulkPutItem!]!) { ${aliases(11, bulk)} }`, { items })).toEqual({ reads: 11, records: 1100 });
-    expect(price(`mutation($input: BulkPutRecordsInput!) { bulkPutRecords(input: $input) { __typename } }`, { input: { namespace: 'a', items } })).toEqual({ reads: 1, records: 100 });
-    expect(price('mutation { bulkPutRecords(input: { namespace: "a", items: [{ key: "a", value: 1 }, { key: "b", value: 2 }] }) { __typename } }')).toEqual({ reads: 1, records: 2 });
+    expect(price(`mutation($items: [BulkPutItem!]!) { ${aliases(11, bulk)} }`, { items })).toEqual({ reads: 11, records: 1100, echoed: 1100 });
+    expect(price(`mutation($input: BulkPutRecordsInput!) { bulkPutRecords(input: $input) { __typename } }`, { input: { namespace: 'a', items } })).toEqual({ reads: 1, records: 100, echoed: 100 });
+    expect(price('mutation { bulkPutRecords(input: { namespace: "a", items: [{ key: "a", value: 1 }, { key: "b", value: 2 }] }) { __typename } }')).toEqual({ reads: 1, records: 2, echoed: 2 });
+    // An install read under a write's answer is not echoed: its records are priced as reads.
+    expect(price('mutation { upsertInstall(input: { id: "x", extensionId: "e", enabled: true, canRead: true, canWrite: true }) { namespace(name: "a") { records(keys: ["k", "j"]) { value } } } }')).toEqual({
+      reads: 2,
+      records: 2,
+    });
     expect(price('mutation { deleteRecord(input: { namespace: "a", key: "k" }) { __typename } }')).toEqual({ reads: 1, records: 0 });
+  });
+
+  it('the response pool reserves read records at their largest, echoed ones at most what the request carried', () => {
+    const bound = 256 * 1024 + 16 * 1024;
+    const max = 16 * 1024 * 1024;
+    // A bulk put of 100 small items (30 KB request): far below half the budget, so not a large request.
+    expect(reservationOf({ reads: 1, records: 100, echoed: 100 }, bound, 30_000, max)).toBe(2 * 30_000 + 100 * ECHO_OVERHEAD_BYTES);
+    // A 100-key read: each record at its largest, capped at the budget.
+    expect(reservationOf({ reads: 1, records: 100 }, bound, 300, max)).toBe(max);
+    expect(reservationOf({ reads: 1, records: 10 }, bound, 300, max)).toBe(10 * bound);
+    // Echoed records never reserve more than records at their largest; an unknown request size reserves that.
+    expect(reservationOf({ reads: 1, records: 1, echoed: 1 }, 100, 4 * 1024 * 1024, max)).toBe(100);
+    expect(reservationOf({ reads: 1, records: 3, echoed: 3 }, bound, Number.NaN, max)).toBe(3 * bound);
+    // A mixed request: the read part at its largest plus the echoed part.
+    expect(reservationOf({ reads: 2, records: 12, echoed: 2 }, bound, 1000, max)).toBe(10 * bound + 2 * 1000 + 2 * ECHO_OVERHEAD_BYTES);
   });
 
   it('fragments count; fields merged by graphql-js (one response key) count once', () => {
