@@ -4,11 +4,11 @@ import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/db/database.js';
 import { migrateDown, migrateToLatest, migrationsApplied } from '../../src/db/migrate.js';
 import { Storage } from '../../src/storage/storage.js';
-import { backend, createPostgresDatabase, onCitus, openTestDatabase } from '../support/db.js';
+import { backend, createPostgresDatabase, openTestDatabase } from '../support/db.js';
 
 const tenantId = '3d1f9a2e-5b6c-4d7e-8f90-1a2b3c4d5e6f';
 const installId = '7e8f9a0b-1c2d-4e3f-8a5b-6c7d8e9f0a1b';
-const ALL_UP = ['Up 001_storage_tables', 'Up 002_schemas_and_audit', 'Up 003_install_write_sequence', 'Up 004_install_bytes', 'Up 005_write_function', 'Up 006_write_batch', 'Up 007_generic_plans'];
+const ALL_UP = ['Up 001_storage_tables', 'Up 002_schemas_and_audit', 'Up 003_install_write_sequence', 'Up 004_install_bytes', 'Up 005_write_function', 'Up 006_write_batch'];
 const caller = { principal: { kind: 'admin' as const, tenantId, actor: 'migration-test' }, requestId: null };
 
 async function tableExists(db: Parameters<typeof migrationsApplied>[0], name: string): Promise<boolean> {
@@ -25,14 +25,13 @@ describe('migrations: up, down, up again keep the data the down migration promis
     await storage.upsertInstall(caller, { id: installId, extensionId: 'x', enabled: true, canRead: true, canWrite: true });
     await storage.putRecord(caller, { installId, namespace: 'one', key: 'a', value: 'x'.repeat(100), ttlSeconds: 600 });
     await storage.putRecord(caller, { installId, namespace: 'two', key: 'b', value: 'y'.repeat(50), metadata: { m: 1 } });
-    expect(await migrateDown(db)).toEqual(['Down 007_generic_plans']);
     expect(await migrateDown(db)).toEqual(['Down 006_write_batch']);
     expect(await migrateDown(db)).toEqual(['Down 005_write_function']);
     expect(await tableExists(db, 'ext_storage_expiries')).toBe(false);
     const { rows } = await sql<{ install: number }>`
       SELECT bytes::int AS install FROM ext_storage_install_locks WHERE tenant_id = ${tenantId}::uuid AND install_id = ${installId}::uuid`.execute(db);
     expect(rows[0]!.install).toBe(102 + 2 + 52 + JSON.stringify({ m: 1 }).length);
-    expect(await migrateToLatest(db)).toEqual(['Up 005_write_function', 'Up 006_write_batch', 'Up 007_generic_plans']);
+    expect(await migrateToLatest(db)).toEqual(['Up 005_write_function', 'Up 006_write_batch']);
     await t.assertCountersConsistent();
     expect((await storage.putRecord(caller, { installId, namespace: 'one', key: 'a', value: 2, ifRevision: 1 })).revision).toBe(2);
     await t.assertCountersConsistent();
@@ -44,7 +43,6 @@ describe('migrations: up, down, up again keep the data the down migration promis
     const db = t.handle.db;
     const storage = new Storage(db, loadConfig({ NODE_ENV: 'test' }));
     await storage.upsertInstall(caller, { id: installId, extensionId: 'x', enabled: true, canRead: true, canWrite: true });
-    expect(await migrateDown(db)).toEqual(['Down 007_generic_plans']);
     expect(await migrateDown(db)).toEqual(['Down 006_write_batch']);
     expect(await migrateDown(db)).toEqual(['Down 005_write_function']);
     // As the write path before 005 left them: records with TTLs, and a namespace row emptied by deletes.
@@ -54,27 +52,10 @@ describe('migrations: up, down, up again keep the data the down migration promis
                 FROM (VALUES ('soon', '1', interval '10 minutes'), ('later', '22', interval '2 hours')) AS x(k, v, d)`.execute(db);
     await sql`INSERT INTO ext_storage_namespaces (tenant_id, install_id, namespace, key_count, bytes)
               SELECT ${tenantId}::uuid, ${installId}::uuid, n, c, b FROM (VALUES ('ns', 2, 7), ('empty', 0, 0)) AS x(n, c, b)`.execute(db);
-    expect(await migrateToLatest(db)).toEqual(['Up 005_write_function', 'Up 006_write_batch', 'Up 007_generic_plans']);
+    expect(await migrateToLatest(db)).toEqual(['Up 005_write_function', 'Up 006_write_batch']);
     await t.assertCountersConsistent();
     const scope = await storage.resolveInstall(caller, installId, 'read');
     expect(await storage.usage(caller, scope)).toEqual({ namespaces: 1, keys: 2, bytes: 7 });
-  });
-
-  it('the write and usage functions keep one plan per session (007), except on Citus, which cannot distribute generic plans of them', async () => {
-    const t = await openTestDatabase();
-    opened.push(t);
-    const db = t.handle.db;
-    const settings = async () =>
-      (
-        await sql<{ name: string; config: string[] | null }>`
-          SELECT proname AS name, proconfig AS config FROM pg_proc
-           WHERE proname IN ('ext_storage_write_v1', 'ext_storage_write_batch_v1', 'ext_storage_usage_v1', 'ext_storage_live_usage') ORDER BY proname`.execute(db)
-      ).rows;
-    const generic = onCitus ? null : ['plan_cache_mode=force_generic_plan'];
-    expect((await settings()).map((r) => r.config)).toEqual([generic, generic, generic, generic]);
-    expect(await migrateDown(db)).toEqual(['Down 007_generic_plans']);
-    expect((await settings()).map((r) => r.config)).toEqual([null, null, null, null]);
-    expect(await migrateToLatest(db)).toEqual(['Up 007_generic_plans']);
   });
 
   const opened: Array<{ dispose(): Promise<void> }> = [];
@@ -91,7 +72,6 @@ describe('migrations: up, down, up again keep the data the down migration promis
     await storage.putRecord(caller, { installId, namespace: 'ns', key: 'kept', value: { n: 1 } });
     expect(await migrationsApplied(db)).toBe(true);
 
-    expect(await migrateDown(db)).toEqual(['Down 007_generic_plans']);
     expect(await migrateDown(db)).toEqual(['Down 006_write_batch']);
     expect(await migrateDown(db)).toEqual(['Down 005_write_function']);
     expect(await migrateDown(db)).toEqual(['Down 004_install_bytes']);
@@ -104,7 +84,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
       SELECT key, revision FROM ext_storage_records WHERE tenant_id = ${tenantId}::uuid`.execute(db);
     expect(rows).toEqual([{ key: 'kept', revision: 1 }]);
 
-    expect(await migrateToLatest(db)).toEqual(['Up 002_schemas_and_audit', 'Up 003_install_write_sequence', 'Up 004_install_bytes', 'Up 005_write_function', 'Up 006_write_batch', 'Up 007_generic_plans']);
+    expect(await migrateToLatest(db)).toEqual(['Up 002_schemas_and_audit', 'Up 003_install_write_sequence', 'Up 004_install_bytes', 'Up 005_write_function', 'Up 006_write_batch']);
     const again = new Storage(db, loadConfig({ NODE_ENV: 'test' }));
     const scope = await again.resolveInstall(caller, installId, 'read');
     expect((await again.readRecords(scope, 'ns', ['kept'])).get('kept')?.value).toEqual({ n: 1 });
@@ -117,7 +97,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
     const t = await openTestDatabase();
     opened.push(t);
     const db = t.handle.db;
-    for (let i = 0; i < 7; i++) await migrateDown(db);
+    for (let i = 0; i < 6; i++) await migrateDown(db);
     for (const table of ['ext_storage_records', 'ext_storage_installs', 'ext_storage_namespaces', 'ext_storage_install_locks', 'ext_storage_expiries']) {
       expect(await tableExists(db, table)).toBe(false);
     }
