@@ -1,14 +1,14 @@
 /**
- * Fuzzing helpers: a raw HTTP/1.1 client (exact bytes, duplicated headers, any method), the
+ * Fuzzing helpers: raw HTTP/1.1 requests (exact bytes, duplicated headers, any method), the
  * checks every answer must pass, and a snapshot of everything an install holds, so a fuzz run
  * can prove that no refused request wrote anything.
  */
-import net from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { expect } from 'vitest';
 import { assertProperty } from '../properties/replay.js';
 import type { TestApp } from '../support/app.js';
+import { raw } from '../support/raw-http.js';
 
 const SEED = 0xf022_2026;
 
@@ -32,75 +32,10 @@ export interface RawResponse {
   text: string;
 }
 
-/** The body of a chunked HTTP/1.1 answer, as sent. */
-export function dechunk(body: Buffer): Buffer {
-  const parts: Buffer[] = [];
-  let at = 0;
-  while (at < body.length) {
-    const eol = body.indexOf('\r\n', at);
-    if (eol < 0) break;
-    const size = parseInt(body.subarray(at, eol).toString('latin1'), 16);
-    if (!Number.isFinite(size) || size === 0) break;
-    parts.push(body.subarray(eol + 2, eol + 2 + size));
-    at = eol + 2 + size + 2;
-  }
-  return Buffer.concat(parts);
-}
-
-/** One request on its own connection, exactly as given. */
-export function rawRequest(baseUrl: string, req: RawRequest, timeoutMs = 20_000): Promise<RawResponse> {
-  const url = new URL(baseUrl);
-  const body: Buffer<ArrayBufferLike> = req.body ?? Buffer.alloc(0);
-  const lines = [`${req.method} ${req.path} HTTP/1.1`, `Host: ${url.host}`, ...req.headers.map(([k, v]) => `${k}: ${v}`)];
-  if (req.chunked) lines.push('Transfer-Encoding: chunked');
-  else if (body.length > 0 || req.method === 'POST') lines.push(`Content-Length: ${body.length}`);
-  lines.push('Connection: close', '', '');
-  const head = Buffer.from(lines.join('\r\n'), 'latin1');
-  const payload: Buffer<ArrayBufferLike> = req.chunked && body.length > 0 ? Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n0\r\n\r\n')]) : req.chunked ? Buffer.from('0\r\n\r\n') : body;
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(url.port), url.hostname);
-    const chunks: Buffer[] = [];
-    let done = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      socket.destroy();
-      let all = Buffer.concat(chunks);
-      // Skip interim answers (100 Continue to "Expect: 100-continue").
-      while (/^HTTP\/1\.[01] 1\d\d /.test(all.subarray(0, 16).toString('latin1')) && all.indexOf('\r\n\r\n') >= 0) {
-        all = all.subarray(all.indexOf('\r\n\r\n') + 4);
-      }
-      const split = all.indexOf('\r\n\r\n');
-      if (all.length === 0 || split < 0) {
-        resolve({ status: 0, headers: {}, text: all.toString('utf8') });
-        return;
-      }
-      const [statusLine, ...headerLines] = all.subarray(0, split).toString('latin1').split('\r\n');
-      const headers: Record<string, string[]> = {};
-      for (const line of headerLines) {
-        const i = line.indexOf(':');
-        const name = line.slice(0, i).trim().toLowerCase();
-        (headers[name] ??= []).push(line.slice(i + 1).trim());
-      }
-      let rest: Buffer<ArrayBufferLike> = all.subarray(split + 4);
-      if (headers['transfer-encoding']?.some((v) => v.includes('chunked'))) rest = dechunk(rest);
-      resolve({ status: Number(statusLine!.split(' ')[1]), headers, text: rest.toString('utf8') });
-    };
-    const timer = setTimeout(() => {
-      if (!done) {
-        done = true;
-        socket.destroy();
-        reject(new Error(`no answer within ${timeoutMs} ms to ${req.method} ${req.path}`));
-      }
-    }, timeoutMs);
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('end', finish);
-    socket.on('close', finish);
-    // The server may answer (413, 400) and close before reading everything: not our failure.
-    socket.on('error', () => finish());
-    socket.write(Buffer.concat([head, payload]));
-  });
+/** One request on its own connection, exactly as given (test/support/raw-http.ts). */
+export async function rawRequest(baseUrl: string, req: RawRequest, timeoutMs = 20_000): Promise<RawResponse> {
+  const res = await raw(baseUrl, { method: req.method, target: req.path, headers: req.headers, body: req.body, chunked: req.chunked, timeoutMs });
+  return { status: res.status, headers: res.headers, text: res.text };
 }
 
 /** Text no answer may ever contain: stack traces, SQL, table names. */

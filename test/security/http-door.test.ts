@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { refusalMediaType } from '../../src/http/respond.js';
 import { startTestApp, type TestApp, type TestInstall } from '../support/app.js';
-import { mediaTypeOf, raw, type RawAnswer } from './http-raw.js';
+import { mediaTypeOf, raw, type RawAnswer } from '../support/raw-http.js';
 import { adminView, expectNoInternals, PUT } from './support.js';
 
 let off: TestApp;

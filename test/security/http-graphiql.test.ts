@@ -6,7 +6,7 @@
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { mediaTypeOf, raw, type RawAnswer } from './http-raw.js';
+import { mediaTypeOf, raw, type RawAnswer } from '../support/raw-http.js';
 
 let t: TestApp;
 let limited: TestApp;

@@ -11,7 +11,7 @@ import { loadConfig } from '../../src/config.js';
 import { clipForLog, errorForLog, MAX_LOG_FIELD_BYTES } from '../../src/http/log-fields.js';
 import { createApp, type App } from '../../src/http/server.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
-import { raw } from './http-raw.js';
+import { raw } from '../support/raw-http.js';
 
 let app: App;
 let url: string;

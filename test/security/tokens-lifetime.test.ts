@@ -7,7 +7,7 @@
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp, type TestInstall } from '../support/app.js';
-import { raw } from './http-raw.js';
+import { raw } from '../support/raw-http.js';
 import { expectUnauthenticated } from './support.js';
 
 let t: TestApp;

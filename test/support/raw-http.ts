@@ -1,10 +1,9 @@
 /**
- * Raw HTTP/1.1 over node:net for the door tests: the exact request line (fragments, encodings),
- * any Host (or none), repeated headers, and a body that may be withheld to see whether the server
- * answers before reading it.
+ * Raw HTTP/1.1 over node:net, for the door tests and the fuzzers: the exact request line
+ * (fragments, encodings), any method, any Host (or none), repeated headers, a body sent chunked or
+ * withheld to see whether the server answers before reading it.
  */
 import net from 'node:net';
-import { dechunk } from '../fuzz/support.js';
 
 export interface RawOptions {
   method?: string;
@@ -17,6 +16,8 @@ export interface RawOptions {
   body?: Buffer | string;
   /** Send only the head and this Content-Length, never the body: the answer must come without it. */
   withholdBody?: number;
+  /** Send the body with Transfer-Encoding: chunked instead of Content-Length. */
+  chunked?: boolean;
   timeoutMs?: number;
 }
 
@@ -32,6 +33,28 @@ export interface RawAnswer {
   header(name: string): string | undefined;
 }
 
+/** The body of a chunked HTTP/1.1 answer, as sent. */
+export function dechunk(body: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  let at = 0;
+  while (at < body.length) {
+    const eol = body.indexOf('\r\n', at);
+    if (eol < 0) break;
+    const size = parseInt(body.subarray(at, eol).toString('latin1'), 16);
+    if (!Number.isFinite(size) || size === 0) break;
+    parts.push(body.subarray(eol + 2, eol + 2 + size));
+    at = eol + 2 + size + 2;
+  }
+  return Buffer.concat(parts);
+}
+
+/** What follows the interim answers (100 Continue to "Expect: 100-continue") that have fully arrived. */
+function skipInterim(all: Buffer): Buffer {
+  while (/^HTTP\/1\.[01] 1\d\d /.test(all.subarray(0, 16).toString('latin1')) && all.indexOf('\r\n\r\n') >= 0) {
+    all = all.subarray(all.indexOf('\r\n\r\n') + 4);
+  }
+  return all;
+}
 
 /** One request on its own connection (Connection: close); resolves with the answer. */
 export function raw(baseUrl: string, opts: RawOptions): Promise<RawAnswer> {
@@ -43,9 +66,12 @@ export function raw(baseUrl: string, opts: RawOptions): Promise<RawAnswer> {
   if (host !== null) lines.push(`Host: ${host}`);
   for (const [k, v] of opts.headers ?? []) lines.push(`${k}: ${v}`);
   if (opts.withholdBody !== undefined) lines.push(`Content-Length: ${opts.withholdBody}`);
+  else if (opts.chunked) lines.push('Transfer-Encoding: chunked');
   else if (body.length > 0 || method === 'POST') lines.push(`Content-Length: ${body.length}`);
   lines.push('Connection: close', '', '');
   const head = Buffer.from(lines.join('\r\n'), 'latin1');
+  const chunk = (b: Buffer) => (b.length > 0 ? [Buffer.from(`${b.length.toString(16)}\r\n`), b, Buffer.from('\r\n')] : []);
+  const payload = opts.chunked ? Buffer.concat([...chunk(body), Buffer.from('0\r\n\r\n')]) : body;
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const socket = net.connect(Number(url.port), url.hostname);
@@ -57,7 +83,7 @@ export function raw(baseUrl: string, opts: RawOptions): Promise<RawAnswer> {
       clearTimeout(timer);
       const ms = performance.now() - started;
       socket.destroy();
-      const all = Buffer.concat(chunks);
+      const all = skipInterim(Buffer.concat(chunks));
       const split = all.indexOf('\r\n\r\n');
       const headers: Record<string, string[]> = {};
       if (split < 0) {
@@ -105,28 +131,31 @@ export function raw(baseUrl: string, opts: RawOptions): Promise<RawAnswer> {
       reject(new Error(`no answer within ${opts.timeoutMs ?? 20_000} ms to ${method} ${opts.target}`));
     }, opts.timeoutMs ?? 20_000);
     let received = 0;
-    /** Bytes of head plus body once the head has arrived (Content-Length known), else -1. */
+    /** Bytes of the whole exchange (interim answers, head, body) once the final head has arrived, else -1. */
     let expected = -1;
     socket.on('data', (c: Buffer) => {
       chunks.push(c);
       received += c.length;
       // A complete answer with a Content-Length ends the exchange even if the server keeps the socket.
       if (expected < 0) {
-        const all = Buffer.concat(chunks);
+        const whole = Buffer.concat(chunks);
+        const all = skipInterim(whole);
         const split = all.indexOf('\r\n\r\n');
         if (split < 0) return;
         const m = /\r\ncontent-length:\s*(\d+)/i.exec(all.subarray(0, split).toString('latin1'));
-        const noBody = method === 'HEAD' || / (1\d\d|204|304) /.test(all.subarray(0, 16).toString('latin1'));
-        if (noBody) expected = split + 4;
-        else if (m) expected = split + 4 + Number(m[1]);
+        const noBody = method === 'HEAD' || / (204|304) /.test(all.subarray(0, 16).toString('latin1'));
+        const interim = whole.length - all.length;
+        if (noBody) expected = interim + split + 4;
+        else if (m) expected = interim + split + 4 + Number(m[1]);
         else return;
       }
       if (received >= expected) finish();
     });
     socket.on('end', finish);
     socket.on('close', finish);
+    // The server may answer (413, 400) and close before reading everything: not our failure.
     socket.on('error', () => finish());
-    socket.write(opts.withholdBody !== undefined ? head : Buffer.concat([head, body]));
+    socket.write(opts.withholdBody !== undefined ? head : Buffer.concat([head, payload]));
   });
 }
 
