@@ -26,8 +26,8 @@ import { CompiledQuery } from 'kysely';
 import type { Db } from '../db/database.js';
 import { mapDatabaseError, StorageError, UnavailableError } from './errors.js';
 
-const SINGLE = CompiledQuery.raw('SELECT ext_storage_write_v1($1::uuid, $2::uuid, $3::jsonb) AS result', []);
-const BATCH = CompiledQuery.raw('SELECT ext_storage_write_batch_v1($1::uuid, $2::uuid, $3::jsonb) AS result', []);
+const SINGLE = 'SELECT ext_storage_write_v1($1::uuid, $2::uuid, $3::jsonb) AS result';
+const BATCH = 'SELECT ext_storage_write_batch_v1($1::uuid, $2::uuid, $3::jsonb) AS result';
 
 export interface CombinerSettings {
   /** Most requests in one call; 1 turns combining off. */
@@ -115,7 +115,7 @@ export class WriteCombiner {
     }
     let answers: unknown[];
     try {
-      const query = CompiledQuery.raw(BATCH.sql, [tenantId, installId, `[${batch.map((w) => w.request).join(',')}]`]);
+      const query = CompiledQuery.raw(BATCH, [tenantId, installId, `[${batch.map((w) => w.request).join(',')}]`]);
       const { rows } = await this.db.executeQuery<{ result: unknown[] }>(query);
       answers = rows[0]!.result;
     } catch (error) {
@@ -131,7 +131,7 @@ export class WriteCombiner {
   }
 
   private async single(tenantId: string, installId: string, request: string): Promise<unknown> {
-    const { rows } = await this.db.executeQuery<{ result: unknown }>(CompiledQuery.raw(SINGLE.sql, [tenantId, installId, request]));
+    const { rows } = await this.db.executeQuery<{ result: unknown }>(CompiledQuery.raw(SINGLE, [tenantId, installId, request]));
     return rows[0]!.result;
   }
 }
