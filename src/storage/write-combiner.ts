@@ -45,13 +45,9 @@ interface Waiting {
   timer?: NodeJS.Timeout;
 }
 
-interface Lane {
-  queue: Waiting[];
-}
-
 export class WriteCombiner {
-  /** An install is here while a call of it is in flight; its lane holds the writes waiting for it. */
-  private readonly lanes = new Map<string, Lane>();
+  /** An install is here while a call of it is in flight, with the writes waiting for it (its lane). */
+  private readonly lanes = new Map<string, Waiting[]>();
 
   constructor(
     private readonly db: Db,
@@ -64,29 +60,29 @@ export class WriteCombiner {
     const id = `${tenantId}/${installId}`;
     const lane = this.lanes.get(id);
     if (lane) return this.wait(lane, request);
-    this.lanes.set(id, { queue: [] });
+    this.lanes.set(id, []);
     return this.single(tenantId, installId, request).finally(() => this.next(id, tenantId, installId));
   }
 
-  private wait(lane: Lane, request: string): Promise<unknown> {
+  private wait(lane: Waiting[], request: string): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const waiting: Waiting = { request, resolve, reject };
       if (this.settings.maxWaitMs > 0) {
         waiting.timer = setTimeout(() => {
-          const at = lane.queue.indexOf(waiting);
+          const at = lane.indexOf(waiting);
           if (at < 0) return;
-          lane.queue.splice(at, 1);
+          lane.splice(at, 1);
           reject(new UnavailableError());
         }, this.settings.maxWaitMs);
       }
-      lane.queue.push(waiting);
+      lane.push(waiting);
     });
   }
 
   /** After a call of an install returns: sends what waited for it, or frees the lane. */
   private next(id: string, tenantId: string, installId: string): void {
     const lane = this.lanes.get(id)!;
-    if (lane.queue.length === 0) {
+    if (lane.length === 0) {
       this.lanes.delete(id);
       return;
     }
@@ -94,15 +90,15 @@ export class WriteCombiner {
     void this.send(tenantId, installId, batch).finally(() => this.next(id, tenantId, installId));
   }
 
-  private take(lane: Lane): Waiting[] {
+  private take(lane: Waiting[]): Waiting[] {
     let bytes = 0;
     let n = 0;
-    while (n < lane.queue.length && n < this.settings.maxRequests) {
-      bytes += lane.queue[n]!.request.length;
+    while (n < lane.length && n < this.settings.maxRequests) {
+      bytes += lane[n]!.request.length;
       if (n > 0 && bytes > this.settings.maxBytes) break;
       n++;
     }
-    const batch = lane.queue.splice(0, n);
+    const batch = lane.splice(0, n);
     for (const w of batch) clearTimeout(w.timer);
     return batch;
   }
