@@ -165,7 +165,7 @@ const FUNCTIONS = [
  *     minute and the second) by the same keys and bytes, in the same call; rows that reach zero
  *     are deleted.
  */
-function WRITE_FUNCTION(): string {
+export function WRITE_FUNCTION(): string {
   return `CREATE FUNCTION ext_storage_write_v1(p_tenant_id uuid, p_install_id uuid, p_request jsonb) RETURNS jsonb
   LANGUAGE plpgsql AS $fn$
 DECLARE

@@ -5,6 +5,7 @@ import * as m003 from './003_install_write_sequence.js';
 import * as m004 from './004_install_bytes.js';
 import * as m005 from './005_write_function.js';
 import * as m006 from './006_write_batch.js';
+import * as m007 from './007_write_set_based.js';
 
 /** Every migration, in order. Names are recorded in kysely_migration; never rename one. */
 export const migrations: Record<string, Migration> = {
@@ -14,4 +15,5 @@ export const migrations: Record<string, Migration> = {
   '004_install_bytes': m004,
   '005_write_function': m005,
   '006_write_batch': m006,
+  '007_write_set_based': m007,
 };
