@@ -77,30 +77,8 @@ const HELPERS = [
 ];
 const ENTRY_POINTS = ['ext_storage_write_v1(uuid, uuid, jsonb)', 'ext_storage_usage_v1(uuid, uuid)'];
 
-const FUNCTIONS = [
-  // Rule: a record is live at instant `at` while it has no TTL or its TTL is later than `at`.
-  `CREATE FUNCTION ext_storage_is_live(expires_at timestamptz, at timestamptz) RETURNS boolean
-     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-     AS $$ SELECT $1 IS NULL OR $1 > $2 $$`,
-
-  // Rule: ifRevision null = unconditional; 0 = no live record; n = live at revision n
-  // (current is the live revision, null when absent or expired). bigint: a caller's number never overflows.
-  `CREATE FUNCTION ext_storage_revision_matches(if_revision bigint, current integer) RETURNS boolean
-     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-     AS $$ SELECT $1 IS NULL OR $1 = coalesce($2, 0) $$`,
-
-  // The start of the bucket of \`width\` seconds (60 or 1) a record is counted under in
-  // ext_storage_expiries (epoch arithmetic: no time zone).
-  `CREATE FUNCTION ext_storage_expiry_bucket(expires_at timestamptz, width smallint) RETURNS timestamptz
-     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-     AS $$ SELECT to_timestamp(floor(extract(epoch FROM $1) / $2) * $2) $$`,
-
-  // Rule: live usage at instant \`at\` = stored counters - records of whole past expiry minutes -
-  // records of the whole past seconds of the current minute - expired records of the current
-  // second. Its cost depends on namespaces, past minutes still holding records, at most 59
-  // seconds and one second of records: never on how many expired records wait for a sweep.
-  // PL/pgSQL, not SQL: Citus plans no parameterised SQL-function query on distributed tables.
-  `CREATE FUNCTION ext_storage_live_usage(p_tenant_id uuid, p_install_id uuid, p_at timestamptz)
+/** As this migration defines it (migration 007 replaces it; its down restores this one). */
+export const LIVE_USAGE_FUNCTION = `CREATE FUNCTION ext_storage_live_usage(p_tenant_id uuid, p_install_id uuid, p_at timestamptz)
      RETURNS TABLE (namespace text, keys bigint, bytes bigint)
      LANGUAGE plpgsql STABLE
      AS $$
@@ -126,7 +104,32 @@ const FUNCTIONS = [
            ON c.tenant_id = n.tenant_id AND c.namespace = n.namespace
         WHERE n.tenant_id = p_tenant_id AND n.install_id = p_install_id;
      END
-     $$`,
+     $$`;
+
+const FUNCTIONS = [
+  // Rule: a record is live at instant `at` while it has no TTL or its TTL is later than `at`.
+  `CREATE FUNCTION ext_storage_is_live(expires_at timestamptz, at timestamptz) RETURNS boolean
+     LANGUAGE sql IMMUTABLE PARALLEL SAFE
+     AS $$ SELECT $1 IS NULL OR $1 > $2 $$`,
+
+  // Rule: ifRevision null = unconditional; 0 = no live record; n = live at revision n
+  // (current is the live revision, null when absent or expired). bigint: a caller's number never overflows.
+  `CREATE FUNCTION ext_storage_revision_matches(if_revision bigint, current integer) RETURNS boolean
+     LANGUAGE sql IMMUTABLE PARALLEL SAFE
+     AS $$ SELECT $1 IS NULL OR $1 = coalesce($2, 0) $$`,
+
+  // The start of the bucket of \`width\` seconds (60 or 1) a record is counted under in
+  // ext_storage_expiries (epoch arithmetic: no time zone).
+  `CREATE FUNCTION ext_storage_expiry_bucket(expires_at timestamptz, width smallint) RETURNS timestamptz
+     LANGUAGE sql IMMUTABLE PARALLEL SAFE
+     AS $$ SELECT to_timestamp(floor(extract(epoch FROM $1) / $2) * $2) $$`,
+
+  // Rule: live usage at instant \`at\` = stored counters - records of whole past expiry minutes -
+  // records of the whole past seconds of the current minute - expired records of the current
+  // second. Its cost depends on namespaces, past minutes still holding records, at most 59
+  // seconds and one second of records: never on how many expired records wait for a sweep.
+  // PL/pgSQL, not SQL: Citus plans no parameterised SQL-function query on distributed tables.
+  LIVE_USAGE_FUNCTION,
 
   // The usage read: live usage per namespace now, namespaces without a live record left out.
   `CREATE FUNCTION ext_storage_usage_v1(p_tenant_id uuid, p_install_id uuid) RETURNS jsonb

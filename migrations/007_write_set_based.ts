@@ -1,41 +1,84 @@
 import { sql, type Kysely } from 'kysely';
 import { hasCitus } from '../src/db/citus.js';
-import { WRITE_FUNCTION as WRITE_FUNCTION_005 } from './005_write_function.js';
+import { LIVE_USAGE_FUNCTION as LIVE_USAGE_FUNCTION_005, WRITE_FUNCTION as WRITE_FUNCTION_005 } from './005_write_function.js';
 
 /**
  * ext_storage_write_v1 again (issue 12: a write's cost in PostgreSQL), with the same request, the
  * same answers and the same invariants I1–I4 as migration 005. What changes is how it applies:
  *
- * - **Set-based.** The checks and the changes are one statement per stage for the whole call, not
- *   one to three statements per item: one upsert of every put, one delete of every deleted key, one
- *   audit insert, one counter upsert and one expiry upsert. A bulk of 100 items runs about the same
- *   number of statements as a single put.
- * - **Every statement keeps one plan whatever the data.** Modifications find their rows by primary
- *   key (`namespace = ANY(…) AND key = ANY(…)` plus the exact pairs), never by joining a list to a
- *   table: the sweep and the audit retention first collect a bounded list of keys or ids, then
- *   delete exactly those. A join there could be planned as a hash join over every expired record or
- *   audit event of the install (migration 007 of the last stop, taken back: 34× slower puts behind
- *   an expired backlog).
+ * - **Set-based.** The checks and the inserts are one statement for the whole call, not one to
+ *   three statements per item: one read of the targets, one upsert of every put, one audit insert,
+ *   one counter upsert and one expiry upsert. A bulk of 100 puts runs about the same statements as
+ *   a single put.
+ * - **Every statement has one plan whatever the data and its statistics.** Rows are found by their
+ *   full primary key: the targets by a LATERAL lookup per item, and the rows a call removes (the
+ *   sweep, deleted items, old audit events) by first collecting a bounded list of keys or ids, then
+ *   deleting each by its key. Never a list joined to a table, or `key = ANY(…)` over a prefix: with
+ *   a generic plan the planner may run those as a scan of every record of the install (migration
+ *   007 of the last stop, taken back: 34× slower puts behind an expired backlog; and this one's first
+ *   draft, 22 ms per put once an install held 10,000 records).
  * - **Generic plans on PostgreSQL and PGlite** (`plan_cache_mode = force_generic_plan` on the
  *   function): each statement is planned once per connection instead of on every call, which was
  *   most of a put's time in PostgreSQL. Not on Citus: it cannot build a distributed plan for the
  *   generic form of these statements, and there the function runs on the worker anyway.
  *
- * Namespaces cannot contain '/' (src/storage/limits.ts), so `namespace || '/' || key` names one
- * record exactly.
+ * Namespaces cannot contain '/' (src/storage/limits.ts), so `namespace || '/' || key` (the key of
+ * `v_targets`) names one record exactly.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
+  await sql.raw(LIVE_USAGE_FUNCTION).execute(db);
   await sql.raw(WRITE_FUNCTION()).execute(db);
-  if (!(await hasCitus(db))) await sql.raw(`ALTER FUNCTION ${ENTRY_POINT} SET plan_cache_mode = force_generic_plan`).execute(db);
+  if (!(await hasCitus(db))) {
+    await sql.raw(`ALTER FUNCTION ${ENTRY_POINT} SET plan_cache_mode = force_generic_plan`).execute(db);
+  }
 }
 
 /** Back to migration 005's function (CREATE OR REPLACE keeps Citus's distribution of it). */
 export async function down(db: Kysely<unknown>): Promise<void> {
+  await sql.raw(LIVE_USAGE_FUNCTION_005.replace(/^CREATE FUNCTION/, 'CREATE OR REPLACE FUNCTION')).execute(db);
   await sql.raw(WRITE_FUNCTION_005().replace(/^CREATE FUNCTION/, 'CREATE OR REPLACE FUNCTION')).execute(db);
   await sql.raw(`ALTER FUNCTION ${ENTRY_POINT} RESET plan_cache_mode`).execute(db);
 }
 
 const ENTRY_POINT = 'ext_storage_write_v1(uuid, uuid, jsonb)';
+
+/**
+ * Live usage (migration 005's rule, unchanged): stored counters - records of whole past expiry
+ * minutes - records of the whole past seconds of this minute - expired records of this second.
+ * The one change: the expired records of this second are read in TTL order, an order only the TTL
+ * index gives. Before, when the planner's estimates of the install's two index ranges tied (no
+ * statistics yet, or an install far above the average size), it could pick the primary key and
+ * read every record of the install on every write and usage read.
+ */
+const LIVE_USAGE_FUNCTION = `CREATE OR REPLACE FUNCTION ext_storage_live_usage(p_tenant_id uuid, p_install_id uuid, p_at timestamptz)
+     RETURNS TABLE (namespace text, keys bigint, bytes bigint)
+     LANGUAGE plpgsql STABLE
+     AS $$
+     BEGIN
+       RETURN QUERY
+       SELECT n.namespace::text,
+              (n.key_count - coalesce(m.keys, 0) - coalesce(c.keys, 0))::bigint,
+              (n.bytes - coalesce(m.bytes, 0) - coalesce(c.bytes, 0))::bigint
+         FROM ext_storage_namespaces n
+         LEFT JOIN (SELECT e.tenant_id, e.namespace, sum(e.keys) AS keys, sum(e.bytes) AS bytes
+                      FROM ext_storage_expiries e
+                     WHERE e.tenant_id = p_tenant_id AND e.install_id = p_install_id
+                       AND ((e.width = 60 AND e.bucket < ext_storage_expiry_bucket(p_at, 60::smallint))
+                            OR (e.width = 1 AND e.bucket >= ext_storage_expiry_bucket(p_at, 60::smallint)
+                                AND e.bucket < ext_storage_expiry_bucket(p_at, 1::smallint)))
+                     GROUP BY e.tenant_id, e.namespace) m
+           ON m.tenant_id = n.tenant_id AND m.namespace = n.namespace
+         LEFT JOIN (SELECT x.tenant_id, x.namespace, count(*) AS keys, sum(x.bytes) AS bytes
+                      FROM (SELECT r.tenant_id, r.namespace, r.value_bytes + r.metadata_bytes AS bytes
+                              FROM ext_storage_records r
+                             WHERE r.tenant_id = p_tenant_id AND r.install_id = p_install_id
+                               AND r.ttl_expires_at >= ext_storage_expiry_bucket(p_at, 1::smallint) AND r.ttl_expires_at <= p_at
+                             ORDER BY r.ttl_expires_at) x
+                     GROUP BY x.tenant_id, x.namespace) c
+           ON c.tenant_id = n.tenant_id AND c.namespace = n.namespace
+        WHERE n.tenant_id = p_tenant_id AND n.install_id = p_install_id;
+     END
+     $$`;
 
 /** The live target of an item (jsonb, null when absent or expired): `TARGET('e.op')`. */
 const TARGET = (op: string) => `v_targets->((${op}->>'namespace') || '/' || (${op}->>'key'))`;
@@ -43,6 +86,15 @@ const TARGET = (op: string) => `v_targets->((${op}->>'namespace') || '/' || (${o
 const NEW_BYTES = (op: string) => `((${op}->>'valueBytes')::bigint + (${op}->>'metadataBytes')::bigint)`;
 /** When an item's put expires: null without ttlSeconds (make_interval is strict). */
 const EXPIRES = (op: string) => `(v_now + make_interval(secs => (${op}->>'ttlSeconds')::int))`;
+/**
+ * The stored record an item names, as a LATERAL subquery on the full primary key and nothing else
+ * (so no other index can look as cheap to the planner). The LIMIT keeps it a subquery run once per
+ * item, never turned into a join the planner could run as a scan of the install's records.
+ */
+const RECORD_OF = (op: string) =>
+  `SELECT r.* FROM ext_storage_records r
+    WHERE r.tenant_id = p_tenant_id AND r.install_id = p_install_id AND r.namespace = ${op}->>'namespace' AND r.key = ${op}->>'key'
+    LIMIT 1`;
 /** The revision a put gives its record. */
 const NEXT_REVISION = (op: string) => `(coalesce((${TARGET(op)}->>'revision')::int, 0) + 1)`;
 
@@ -58,8 +110,6 @@ DECLARE
   v_count int := jsonb_array_length(p_request->'ops');
   v_quota jsonb := p_request->'quota';
   v_now timestamptz;
-  v_namespaces text[];
-  v_keys text[];
   v_targets jsonb;
   v_fail record;
   v_schema jsonb;
@@ -77,12 +127,11 @@ DECLARE
   v_index int;
   v_list_ns text[];
   v_list_keys text[];
-  v_list text[];
+  v_row record;
   v_gone jsonb := '[]';
   v_ns_moves jsonb;
   v_bucket_moves jsonb;
   v_buckets timestamptz[];
-  v_old bigint[];
 BEGIN
   -- I1: the install's lock row first (created on first use).
   PERFORM 1 FROM ext_storage_install_locks WHERE tenant_id = p_tenant_id AND install_id = p_install_id FOR UPDATE;
@@ -94,15 +143,14 @@ BEGIN
   -- I2: one instant, after the lock.
   v_now := clock_timestamp();
 
-  SELECT array_agg(DISTINCT o->>'namespace'), array_agg(o->>'key') INTO v_namespaces, v_keys
-    FROM jsonb_array_elements(v_ops) o;
-  SELECT coalesce(jsonb_object_agg(r.namespace || '/' || r.key, jsonb_build_object(
-           'revision', r.revision, 'bytes', r.value_bytes + r.metadata_bytes, 'expiresAt', r.ttl_expires_at,
-           'createdAt', r.created_at)), '{}')
+  -- The live targets, each found by its primary key.
+  SELECT coalesce(jsonb_object_agg(t.namespace || '/' || t.key, jsonb_build_object(
+           'revision', t.revision, 'bytes', t.value_bytes + t.metadata_bytes, 'expiresAt', t.ttl_expires_at,
+           'createdAt', t.created_at)), '{}')
     INTO v_targets
-    FROM ext_storage_records r
-   WHERE r.tenant_id = p_tenant_id AND r.install_id = p_install_id
-     AND r.namespace = ANY(v_namespaces) AND r.key = ANY(v_keys) AND ext_storage_is_live(r.ttl_expires_at, v_now);
+    FROM jsonb_array_elements(v_ops) AS e(op)
+    CROSS JOIN LATERAL (${RECORD_OF('e.op')}) t
+   WHERE ext_storage_is_live(t.ttl_expires_at, v_now);
 
   -- Revisions: the first item, in input order, whose ifRevision does not match.
   SELECT e.n - 1 AS i, e.op, (${TARGET('e.op')}->>'revision')::int AS current INTO v_fail
@@ -179,43 +227,38 @@ BEGIN
   END IF;
 
   -- I3: every check passed; apply. First the sweep: the expired targets and the install's oldest
-  -- expired records (a bounded list of keys), then one delete of exactly those keys.
-  SELECT array_agg(d.namespace), array_agg(d.key), array_agg(d.namespace || '/' || d.key)
-    INTO v_list_ns, v_list_keys, v_list
+  -- expired records (a bounded list of keys), then each of those keys deleted by its primary key
+  -- alone (with a TTL condition too, the planner may take the TTL index and read the whole backlog
+  -- for each key). The install's lock is held: a record listed here is still the expired one.
+  SELECT array_agg(d.namespace), array_agg(d.key) INTO v_list_ns, v_list_keys
     FROM ((SELECT o.namespace, o.key FROM ext_storage_records o
             WHERE o.tenant_id = p_tenant_id AND o.install_id = p_install_id AND o.ttl_expires_at <= v_now
             ORDER BY o.ttl_expires_at LIMIT (p_request->>'sweep')::int)
           UNION
-          SELECT t.namespace, t.key FROM ext_storage_records t
-           WHERE t.tenant_id = p_tenant_id AND t.install_id = p_install_id
-             AND t.namespace = ANY(v_namespaces) AND t.key = ANY(v_keys) AND t.ttl_expires_at <= v_now) d;
-  IF v_list IS NOT NULL THEN
-    WITH gone AS (
-      DELETE FROM ext_storage_records r
-       WHERE r.tenant_id = p_tenant_id AND r.install_id = p_install_id
-         AND r.namespace = ANY(v_list_ns) AND r.key = ANY(v_list_keys) AND r.namespace || '/' || r.key = ANY(v_list)
-         AND r.ttl_expires_at <= v_now
-      RETURNING r.namespace, r.key, (r.value_bytes + r.metadata_bytes)::bigint AS bytes, r.ttl_expires_at
-    )
-    SELECT coalesce(jsonb_agg(jsonb_build_object('namespace', g.namespace, 'key', g.key, 'bytes', g.bytes, 'expiresAt', g.ttl_expires_at)), '[]')
-      INTO v_gone FROM gone g;
-    IF jsonb_array_length(v_gone) > 0 THEN
-      INSERT INTO ext_storage_audit (tenant_id, install_id, namespace, key, operation, revision, bytes_delta, actor, request_id, at)
-      SELECT p_tenant_id, p_install_id, g.namespace, g.key, 'ttlExpire', NULL, -g.bytes, 'system', p_request->>'requestId', v_now
-        FROM jsonb_to_recordset(v_gone) AS g(namespace text, key text, bytes bigint);
+          SELECT t.namespace, t.key FROM jsonb_array_elements(v_ops) AS e(op)
+           CROSS JOIN LATERAL (${RECORD_OF('e.op')}) t
+           WHERE t.ttl_expires_at <= v_now) d;
+  FOR i IN 1 .. coalesce(cardinality(v_list_ns), 0) LOOP
+    DELETE FROM ext_storage_records r
+     WHERE r.tenant_id = p_tenant_id AND r.install_id = p_install_id AND r.namespace = v_list_ns[i] AND r.key = v_list_keys[i]
+    RETURNING r.namespace, r.key, (r.value_bytes + r.metadata_bytes)::bigint AS bytes, r.ttl_expires_at INTO v_row;
+    IF FOUND THEN
+      v_gone := v_gone || jsonb_build_array(jsonb_build_object('namespace', v_row.namespace, 'key', v_row.key, 'bytes', v_row.bytes,
+                                                               'expiresAt', v_row.ttl_expires_at));
     END IF;
+  END LOOP;
+  IF jsonb_array_length(v_gone) > 0 THEN
+    INSERT INTO ext_storage_audit (tenant_id, install_id, namespace, key, operation, revision, bytes_delta, actor, request_id, at)
+    SELECT p_tenant_id, p_install_id, g.namespace, g.key, 'ttlExpire', NULL, -g.bytes, 'system', p_request->>'requestId', v_now
+      FROM jsonb_to_recordset(v_gone) AS g(namespace text, key text, bytes bigint);
   END IF;
 
-  -- The deletes: exactly the deleted items' live records.
-  SELECT array_agg(e.op->>'namespace'), array_agg(e.op->>'key'), array_agg((e.op->>'namespace') || '/' || (e.op->>'key'))
-    INTO v_list_ns, v_list_keys, v_list
-    FROM jsonb_array_elements(v_ops) AS e(op)
-   WHERE e.op->>'kind' = 'delete' AND ${TARGET('e.op')} IS NOT NULL;
-  IF v_list IS NOT NULL THEN
+  -- The deletes: each deleted item's live record, by its primary key.
+  FOR v_row IN SELECT e.op->>'namespace' AS namespace, e.op->>'key' AS key FROM jsonb_array_elements(v_ops) AS e(op)
+                WHERE e.op->>'kind' = 'delete' AND ${TARGET('e.op')} IS NOT NULL LOOP
     DELETE FROM ext_storage_records r
-     WHERE r.tenant_id = p_tenant_id AND r.install_id = p_install_id
-       AND r.namespace = ANY(v_list_ns) AND r.key = ANY(v_list_keys) AND r.namespace || '/' || r.key = ANY(v_list);
-  END IF;
+     WHERE r.tenant_id = p_tenant_id AND r.install_id = p_install_id AND r.namespace = v_row.namespace AND r.key = v_row.key;
+  END LOOP;
 
   -- The puts, in one upsert (keys are distinct in a request). A conflicting row is the live
   -- target: an expired one was swept above.
@@ -285,15 +328,13 @@ BEGIN
   END IF;
 
   -- Audit retention: a bounded batch of the install's oldest events past it (more than this call
-  -- adds): their ids first, then exactly those rows.
-  SELECT array_agg(o.id) INTO v_old
-    FROM (SELECT a.id FROM ext_storage_audit a
-           WHERE a.tenant_id = p_tenant_id AND a.install_id = p_install_id
-             AND a.at < v_now - make_interval(secs => (p_request->>'auditRetentionSeconds')::double precision)
-           ORDER BY a.at LIMIT 2 * (v_count + jsonb_array_length(v_gone)) + 10) o;
-  IF v_old IS NOT NULL THEN
-    DELETE FROM ext_storage_audit WHERE tenant_id = p_tenant_id AND id = ANY(v_old);
-  END IF;
+  -- adds): their ids first, then each of them by its primary key.
+  FOR v_row IN SELECT a.id FROM ext_storage_audit a
+                WHERE a.tenant_id = p_tenant_id AND a.install_id = p_install_id
+                  AND a.at < v_now - make_interval(secs => (p_request->>'auditRetentionSeconds')::double precision)
+                ORDER BY a.at LIMIT 2 * (v_count + jsonb_array_length(v_gone)) + 10 LOOP
+    DELETE FROM ext_storage_audit WHERE tenant_id = p_tenant_id AND id = v_row.id;
+  END LOOP;
 
   RETURN jsonb_build_object('ok', true, 'swept', jsonb_array_length(v_gone),
     'results', (SELECT coalesce(jsonb_agg(CASE WHEN e.op->>'kind' = 'delete' THEN jsonb_build_object('deleted', ${TARGET('e.op')} IS NOT NULL)
