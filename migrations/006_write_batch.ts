@@ -12,18 +12,7 @@ import { hasCitus } from '../src/db/citus.js';
  * tenant's worker.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql.raw(`CREATE FUNCTION ext_storage_write_batch_v1(p_tenant_id uuid, p_install_id uuid, p_requests jsonb) RETURNS jsonb
-  LANGUAGE plpgsql AS $fn$
-DECLARE
-  v_answers jsonb := '[]';
-  v_request jsonb;
-BEGIN
-  FOR v_request IN SELECT r.value FROM jsonb_array_elements(p_requests) WITH ORDINALITY AS r(value, n) ORDER BY r.n LOOP
-    v_answers := v_answers || jsonb_build_array(ext_storage_write_v1(p_tenant_id, p_install_id, v_request));
-  END LOOP;
-  RETURN v_answers;
-END
-$fn$`).execute(db);
+  await sql.raw(BATCH_FUNCTION).execute(db);
   if (await hasCitus(db)) {
     await sql`SELECT create_distributed_function(${ENTRY_POINT}, 'p_tenant_id', colocate_with => 'ext_storage_records')`.execute(db);
   }
@@ -34,3 +23,17 @@ export async function down(db: Kysely<unknown>): Promise<void> {
 }
 
 const ENTRY_POINT = 'ext_storage_write_batch_v1(uuid, uuid, jsonb)';
+
+/** As this migration defines it (migration 007 replaces it; its down restores this one). */
+export const BATCH_FUNCTION = `CREATE FUNCTION ext_storage_write_batch_v1(p_tenant_id uuid, p_install_id uuid, p_requests jsonb) RETURNS jsonb
+  LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_answers jsonb := '[]';
+  v_request jsonb;
+BEGIN
+  FOR v_request IN SELECT r.value FROM jsonb_array_elements(p_requests) WITH ORDINALITY AS r(value, n) ORDER BY r.n LOOP
+    v_answers := v_answers || jsonb_build_array(ext_storage_write_v1(p_tenant_id, p_install_id, v_request));
+  END LOOP;
+  RETURN v_answers;
+END
+$fn$`;

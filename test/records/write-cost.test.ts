@@ -111,6 +111,13 @@ describe.skipIf(onCitus)(`a write reads a bounded number of rows, whatever the i
     expect(read).toBeLessThan(200);
   });
 
+  it('writes combined into one batch call sweep once: the first up to its batch, the others only their expired targets', async () => {
+    const requests = ['fresh-b1', 'fresh-b2', 'fresh-b3'].map((key) => request('big', [{ kind: 'put', key }]));
+    const { rows } = await sql<{ answer: any }>`SELECT ext_storage_write_batch_v1(${tenantId}::uuid, ${installId}::uuid, ${JSON.stringify(requests)}::jsonb) AS answer`.execute(t.handle.db);
+    const answers = typeof rows[0]!.answer === 'string' ? JSON.parse(rows[0]!.answer) : rows[0]!.answer;
+    expect(answers.map((a: any) => [a.ok, a.swept])).toEqual([[true, 10], [true, 0], [true, 0]]);
+  });
+
   it('a bulk put of 100 reads rows in proportion to its items, not to the install', async () => {
     const items = Array.from({ length: 100 }, (_, i): Item => ({ kind: 'put', key: i % 2 === 0 ? `seed-${i}` : `bulk-${i}` }));
     const { read, answer } = await readsOf(tenantId, installId, request('big', items));
