@@ -78,6 +78,11 @@ const HELPERS = [
 const ENTRY_POINTS = ['ext_storage_write_v1(uuid, uuid, jsonb)', 'ext_storage_usage_v1(uuid, uuid)'];
 
 /** As this migration defines it (migration 007 replaces it; its down restores this one). */
+export const EXPIRY_BUCKET_FUNCTION = `CREATE FUNCTION ext_storage_expiry_bucket(expires_at timestamptz, width smallint) RETURNS timestamptz
+     LANGUAGE sql IMMUTABLE PARALLEL SAFE
+     AS $$ SELECT to_timestamp(floor(extract(epoch FROM $1) / $2) * $2) $$`;
+
+/** As this migration defines it (migration 007 replaces it; its down restores this one). */
 export const LIVE_USAGE_FUNCTION = `CREATE FUNCTION ext_storage_live_usage(p_tenant_id uuid, p_install_id uuid, p_at timestamptz)
      RETURNS TABLE (namespace text, keys bigint, bytes bigint)
      LANGUAGE plpgsql STABLE
@@ -120,9 +125,7 @@ const FUNCTIONS = [
 
   // The start of the bucket of \`width\` seconds (60 or 1) a record is counted under in
   // ext_storage_expiries (epoch arithmetic: no time zone).
-  `CREATE FUNCTION ext_storage_expiry_bucket(expires_at timestamptz, width smallint) RETURNS timestamptz
-     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-     AS $$ SELECT to_timestamp(floor(extract(epoch FROM $1) / $2) * $2) $$`,
+  EXPIRY_BUCKET_FUNCTION,
 
   // Rule: live usage at instant \`at\` = stored counters - records of whole past expiry minutes -
   // records of the whole past seconds of the current minute - expired records of the current
