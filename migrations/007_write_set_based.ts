@@ -40,7 +40,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   }
 }
 
-/** Back to migration 005's function (CREATE OR REPLACE keeps Citus's distribution of it). */
+/**
+ * Back to the functions of migrations 005 and 006, without the forced generic plans (CREATE OR
+ * REPLACE keeps Citus's distribution of each).
+ */
 export async function down(db: Kysely<unknown>): Promise<void> {
   await sql.raw(BATCH_FUNCTION_006.replace(/^CREATE FUNCTION/, 'CREATE OR REPLACE FUNCTION')).execute(db);
   await sql.raw(LIVE_USAGE_FUNCTION_005.replace(/^CREATE FUNCTION/, 'CREATE OR REPLACE FUNCTION')).execute(db);
