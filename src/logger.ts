@@ -12,7 +12,7 @@ const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
  * 120 µs of gateway CPU per request here). Whatever is buffered is flushed when the process exits;
  * a SIGKILL loses at most the lines of the write under way and the buffer.
  */
-export function createLogger(level: string, destination: pino.DestinationStream = stdoutDestination()): pino.Logger {
+export function createLogger(level: string): pino.Logger {
   return pino(
     {
       level,
@@ -20,12 +20,8 @@ export function createLogger(level: string, destination: pino.DestinationStream 
       redact: { paths: ['authorization', 'headers.authorization', 'headers["x-runner-auth"]', 'token'], censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    destination,
+    pino.destination({ dest: 1, sync: false, maxLength: LOG_BUFFER_MAX_BYTES }),
   );
-}
-
-function stdoutDestination(): pino.DestinationStream {
-  return pino.destination({ dest: 1, sync: false, maxLength: LOG_BUFFER_MAX_BYTES });
 }
 
 export type Logger = pino.Logger;

@@ -47,9 +47,15 @@ function request(namespace: string, items: Item[], auditRetentionSeconds = 7_776
   };
 }
 
+/** Calls one of the write functions with a JSON argument and returns its parsed answer. */
+async function callJson(db: Kysely<any>, fn: 'ext_storage_write_v1' | 'ext_storage_write_batch_v1', tenantId: string, installId: string, body: unknown): Promise<any> {
+  const { rows } = await sql<{ answer: unknown }>`SELECT ${sql.raw(fn)}(${tenantId}::uuid, ${installId}::uuid, ${JSON.stringify(body)}::jsonb) AS answer`.execute(db);
+  const answer = rows[0]!.answer;
+  return typeof answer === 'string' ? JSON.parse(answer) : answer;
+}
+
 async function write(db: Kysely<any>, tenantId: string, installId: string, body: unknown): Promise<any> {
-  const { rows } = await sql<{ answer: any }>`SELECT ext_storage_write_v1(${tenantId}::uuid, ${installId}::uuid, ${JSON.stringify(body)}::jsonb) AS answer`.execute(db);
-  const answer = typeof rows[0]!.answer === 'string' ? JSON.parse(rows[0]!.answer) : rows[0]!.answer;
+  const answer = await callJson(db, 'ext_storage_write_v1', tenantId, installId, body);
   expect(answer.ok, JSON.stringify(answer)).toBe(true);
   return answer;
 }
@@ -81,12 +87,12 @@ async function seed(tenantId: string, installId: string, namespace: string, coun
     const items = Array.from({ length: Math.min(100, count - i) }, (_, j): Item => ({ kind: 'put', key: `seed-${i + j}`, ttlSeconds }));
     await write(t.handle.db, tenantId, installId, request(namespace, items));
   }
-  // Statistics as they are right after a burst of writes: none gathered yet on a new database.
 }
 
 describe.skipIf(onCitus)(`a write reads a bounded number of rows, whatever the install holds (${RECORDS} records)`, () => {
   const tenantId = randomUUID();
   const installId = randomUUID();
+  // Seeded and measured at once: no statistics gathered yet, as on a new database.
   beforeAll(async () => {
     await seed(tenantId, installId, 'big', RECORDS);
     await seed(tenantId, installId, 'old', RECORDS, 1);
@@ -113,8 +119,7 @@ describe.skipIf(onCitus)(`a write reads a bounded number of rows, whatever the i
 
   it('writes combined into one batch call sweep once: the first up to its batch, the others only their expired targets', async () => {
     const requests = ['fresh-b1', 'fresh-b2', 'fresh-b3'].map((key) => request('big', [{ kind: 'put', key }]));
-    const { rows } = await sql<{ answer: any }>`SELECT ext_storage_write_batch_v1(${tenantId}::uuid, ${installId}::uuid, ${JSON.stringify(requests)}::jsonb) AS answer`.execute(t.handle.db);
-    const answers = typeof rows[0]!.answer === 'string' ? JSON.parse(rows[0]!.answer) : rows[0]!.answer;
+    const answers = await callJson(t.handle.db, 'ext_storage_write_batch_v1', tenantId, installId, requests);
     expect(answers.map((a: any) => [a.ok, a.swept])).toEqual([[true, 10], [true, 0], [true, 0]]);
   });
 
