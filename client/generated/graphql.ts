@@ -4,28 +4,43 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 /** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { DocumentTypeDecoration } from '@graphql-typed-document-node/core';
+/** One record of a bulkPutRecords batch; the fields mean what they mean in PutRecordInput. */
 export type BulkPutItem = {
+  /** Omitted: write unconditionally. 0: create only. n > 0: the record must exist with revision n. Any mismatch fails the whole batch. */
   ifRevision?: number | null | undefined;
+  /** The key; each key at most once per batch (LimitExceeded "bulkDuplicateKey"). */
   key: string;
+  /** Must be a JSON object; at most Quota.maxMetadataBytes (default 4,096) bytes. Omitted: {}. */
   metadata?: unknown;
+  /** Seconds until the record expires; omitted means it never expires. 60 to 2,592,000 (30 days) by default. */
   ttlSeconds?: number | null | undefined;
+  /** Any JSON value except null; at most Quota.maxValueBytes (default 65,536) UTF-8 bytes as compact JSON. */
   value: unknown;
 };
 
+/** Records of one namespace to write together, all or nothing (bulkPutRecords). */
 export type BulkPutRecordsInput = {
+  /** Admins only; extension callers write to their own install. */
   installId?: string | number | null | undefined;
+  /** 1 to 100 items by default (LimitExceeded "bulkItems"), at most 1 MiB of values and metadata together ("bulkBytes"). Validated against the active schema. */
   items: Array<BulkPutItem>;
+  /** The namespace, ^[a-z0-9][a-z0-9._-]{0,63}$; created by its first write. */
   namespace: string;
 };
 
+/** The record to delete (deleteRecord). */
 export type DeleteRecordInput = {
-  /** n > 0: delete only if the record exists with revision n. */
+  /** n > 0: delete only if the record exists with revision n. 0: assert that the record does not exist (a live record is RevisionMismatch). Omitted: delete whatever is there. */
   ifRevision?: number | null | undefined;
+  /** Admins only; extension callers write to their own install. */
   installId?: string | number | null | undefined;
+  /** The key of the record. */
   key: string;
+  /** The namespace of the record. */
   namespace: string;
 };
 
+/** One record to create or replace (putRecord). */
 export type PutRecordInput = {
   /**
    * Omitted: write unconditionally. 0: create only, fail if the record exists.
@@ -34,26 +49,39 @@ export type PutRecordInput = {
   ifRevision?: number | null | undefined;
   /** Admins only; extension callers write to their own install. */
   installId?: string | number | null | undefined;
+  /** 1 to 256 Unicode code points, no control characters; `/` is allowed (for prefix listing). */
   key: string;
-  /** Must be a JSON object. */
+  /** Must be a JSON object; at most Quota.maxMetadataBytes (default 4,096) bytes. Omitted: {}. */
   metadata?: unknown;
+  /** The namespace, ^[a-z0-9][a-z0-9._-]{0,63}$; created by its first write. */
   namespace: string;
   /** Validate against this schema version instead of the active one. */
   schemaVersion?: number | null | undefined;
-  /** Seconds until the record expires; omitted means it never expires. */
+  /** Seconds until the record expires; omitted means it never expires. 60 to 2,592,000 (30 days) by default. */
   ttlSeconds?: number | null | undefined;
+  /** Any JSON value except null; at most Quota.maxValueBytes (default 65,536) UTF-8 bytes as compact JSON. */
   value: unknown;
 };
 
+/** Why a storage operation was refused: the `code` of a typed error in a result union, and the `extensions.code` of a GraphQL error. */
 export type StorageErrorCode =
+  /** The credential may not do this (GraphQL error extension; HTTP 403 where the whole request is refused). */
   | 'FORBIDDEN'
+  /** An unexpected error, or storage temporarily unavailable (GraphQL error extension); the message carries no internals. Retry later. */
   | 'INTERNAL'
+  /** A per-request limit: key or namespace name, value or metadata size, bulk size, TTL range, page size. */
   | 'LIMIT_EXCEEDED'
+  /** A missing record, on the Runner REST door's `get` (HTTP 404); GraphQL answers null for a missing record instead. */
   | 'NOT_FOUND'
+  /** A stored-data quota: namespaces, keys per namespace, bytes per install. */
   | 'QUOTA_EXCEEDED'
+  /** Too many requests for this install (GraphQL error extension; HTTP 429). */
   | 'RATE_LIMITED'
+  /** ifRevision did not match the stored record. */
   | 'REVISION_MISMATCH'
+  /** No valid credential (GraphQL error extension; HTTP 401). */
   | 'UNAUTHENTICATED'
+  /** The value does not satisfy the namespace's JSON Schema, or the schema itself is invalid. */
   | 'VALIDATION_FAILED';
 
 export type BulkPutRecordsMutationVariables = Exact<{

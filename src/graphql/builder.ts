@@ -18,5 +18,11 @@ export const builder = new SchemaBuilder<{
   errors: { defaultTypes: [] },
 });
 
-builder.queryType({});
-builder.mutationType({});
+builder.queryType({
+  description:
+    'Reads. Extension callers read their own install; admins pass the install id. Errors are GraphQL errors whose `extensions.code` is a StorageErrorCode or a request-level code such as BAD_USER_INPUT or QUERY_TOO_COSTLY.',
+});
+builder.mutationType({
+  description:
+    'Writes. Record writes return a result union: the success type, or a typed StorageError saying why nothing was written.',
+});

@@ -4,26 +4,35 @@ import type { Page } from '../../storage/storage.js';
 import { builder } from '../builder.js';
 
 export const PageInfoRef = builder.objectRef<{ hasNextPage: boolean; endCursor: string | null }>('PageInfo').implement({
+  description: 'Where a page ends and whether another follows. Pages go forward only: pass endCursor as `after` to get the next one.',
   fields: (t) => ({
-    hasNextPage: t.exposeBoolean('hasNextPage'),
-    endCursor: t.exposeString('endCursor', { nullable: true }),
+    hasNextPage: t.exposeBoolean('hasNextPage', { description: 'Whether more items follow this page.' }),
+    endCursor: t.exposeString('endCursor', {
+      nullable: true,
+      description: "The last edge's cursor, to pass as `after` for the next page; null when the page is empty.",
+    }),
   }),
 });
 
 export function connectionType<T>(name: string, node: ObjectRef<any, T>) {
   const edge = builder.objectRef<{ cursor: string; node: T }>(`${name}Edge`).implement({
+    description: `One ${name} of a page, with its cursor.`,
     fields: (t) => ({
-      cursor: t.exposeString('cursor'),
-      node: t.field({ type: node, resolve: (e) => e.node as never }),
+      cursor: t.exposeString('cursor', {
+        description: 'Opaque: pass it as `after` to the same field to continue after this item; a cursor from another list is BAD_USER_INPUT.',
+      }),
+      node: t.field({ type: node, description: `The ${name}.`, resolve: (e) => e.node as never }),
     }),
   });
   return builder.objectRef<Page<T>>(`${name}Connection`).implement({
+    description: `One page of ${name} items (Relay connection).`,
     fields: (t) => ({
       edges: t.field({
         type: [edge],
+        description: 'The items of this page, in order; empty when nothing (more) matches.',
         resolve: (p) => p.items.map((item) => ({ cursor: p.cursorOf(item), node: item })),
       }),
-      pageInfo: t.field({ type: PageInfoRef, resolve: (p) => ({ hasNextPage: p.hasNextPage, endCursor: p.endCursor }) }),
+      pageInfo: t.field({ type: PageInfoRef, description: 'Whether another page follows, and the cursor to ask for it.', resolve: (p) => ({ hasNextPage: p.hasNextPage, endCursor: p.endCursor }) }),
     }),
   });
 }

@@ -6,13 +6,23 @@ import { InstallRef } from './installs.js';
 import { NamespaceSchemaRef, RecordRef } from './records.js';
 
 const PutRecordInput = builder.inputType('PutRecordInput', {
+  description: 'One record to create or replace (putRecord).',
   fields: (t) => ({
     installId: t.id({ description: 'Admins only; extension callers write to their own install.' }),
-    namespace: t.string({ required: true }),
-    key: t.string({ required: true }),
-    value: t.field({ type: 'JSON', required: true }),
-    metadata: t.field({ type: 'JSON', description: 'Must be a JSON object.' }),
-    ttlSeconds: t.int({ description: 'Seconds until the record expires; omitted means it never expires.' }),
+    namespace: t.string({ required: true, description: 'The namespace, ^[a-z0-9][a-z0-9._-]{0,63}$; created by its first write.' }),
+    key: t.string({ required: true, description: '1 to 256 Unicode code points, no control characters; `/` is allowed (for prefix listing).' }),
+    value: t.field({
+      type: 'JSON',
+      required: true,
+      description: 'Any JSON value except null; at most Quota.maxValueBytes (default 65,536) UTF-8 bytes as compact JSON.',
+    }),
+    metadata: t.field({
+      type: 'JSON',
+      description: 'Must be a JSON object; at most Quota.maxMetadataBytes (default 4,096) bytes. Omitted: {}.',
+    }),
+    ttlSeconds: t.int({
+      description: 'Seconds until the record expires; omitted means it never expires. 60 to 2,592,000 (30 days) by default.',
+    }),
     ifRevision: t.int({
       description: 'Omitted: write unconditionally. 0: create only, fail if the record exists.\nn > 0: the record must exist with revision n.',
     }),
@@ -21,67 +31,108 @@ const PutRecordInput = builder.inputType('PutRecordInput', {
 });
 
 const BulkPutItem = builder.inputType('BulkPutItem', {
+  description: 'One record of a bulkPutRecords batch; the fields mean what they mean in PutRecordInput.',
   fields: (t) => ({
-    key: t.string({ required: true }),
-    value: t.field({ type: 'JSON', required: true }),
-    metadata: t.field({ type: 'JSON' }),
-    ttlSeconds: t.int(),
-    ifRevision: t.int(),
+    key: t.string({ required: true, description: 'The key; each key at most once per batch (LimitExceeded "bulkDuplicateKey").' }),
+    value: t.field({
+      type: 'JSON',
+      required: true,
+      description: 'Any JSON value except null; at most Quota.maxValueBytes (default 65,536) UTF-8 bytes as compact JSON.',
+    }),
+    metadata: t.field({
+      type: 'JSON',
+      description: 'Must be a JSON object; at most Quota.maxMetadataBytes (default 4,096) bytes. Omitted: {}.',
+    }),
+    ttlSeconds: t.int({
+      description: 'Seconds until the record expires; omitted means it never expires. 60 to 2,592,000 (30 days) by default.',
+    }),
+    ifRevision: t.int({
+      description: 'Omitted: write unconditionally. 0: create only. n > 0: the record must exist with revision n. Any mismatch fails the whole batch.',
+    }),
   }),
 });
 
 const BulkPutRecordsInput = builder.inputType('BulkPutRecordsInput', {
+  description: 'Records of one namespace to write together, all or nothing (bulkPutRecords).',
   fields: (t) => ({
-    installId: t.id(),
-    namespace: t.string({ required: true }),
-    items: t.field({ type: [BulkPutItem], required: true }),
+    installId: t.id({ description: 'Admins only; extension callers write to their own install.' }),
+    namespace: t.string({ required: true, description: 'The namespace, ^[a-z0-9][a-z0-9._-]{0,63}$; created by its first write.' }),
+    items: t.field({
+      type: [BulkPutItem],
+      required: true,
+      description:
+        '1 to 100 items by default (LimitExceeded "bulkItems"), at most 1 MiB of values and metadata together ("bulkBytes"). Validated against the active schema.',
+    }),
   }),
 });
 
 const DeleteRecordInput = builder.inputType('DeleteRecordInput', {
+  description: 'The record to delete (deleteRecord).',
   fields: (t) => ({
-    installId: t.id(),
-    namespace: t.string({ required: true }),
-    key: t.string({ required: true }),
-    ifRevision: t.int({ description: 'n > 0: delete only if the record exists with revision n.' }),
+    installId: t.id({ description: 'Admins only; extension callers write to their own install.' }),
+    namespace: t.string({ required: true, description: 'The namespace of the record.' }),
+    key: t.string({ required: true, description: 'The key of the record.' }),
+    ifRevision: t.int({
+      description:
+        'n > 0: delete only if the record exists with revision n. 0: assert that the record does not exist (a live record is RevisionMismatch). Omitted: delete whatever is there.',
+    }),
   }),
 });
 
 const QuotaInput = builder.inputType('QuotaInput', {
+  description:
+    "Per-install overrides of the server's quota defaults; each field is a non-negative integer, and an omitted or null field takes the server default. Lowering a quota below current usage keeps the data; only writes that would grow usage are refused.",
   fields: (t) => ({
-    maxNamespaces: t.int(),
-    maxKeysPerNamespace: t.int(),
-    maxBytes: t.field({ type: 'SafeInt' }),
-    maxValueBytes: t.int(),
-    maxMetadataBytes: t.int(),
+    maxNamespaces: t.int({ description: 'Most namespaces holding live records (server default 32).' }),
+    maxKeysPerNamespace: t.int({ description: 'Most live records per namespace (server default 5,120).' }),
+    maxBytes: t.field({ type: 'SafeInt', description: 'Most stored bytes of values and metadata for the install (server default 256 MiB).' }),
+    maxValueBytes: t.int({ description: 'Largest value in bytes of compact JSON (server default 65,536).' }),
+    maxMetadataBytes: t.int({ description: 'Largest metadata object in bytes of compact JSON (server default 4,096).' }),
   }),
 });
 
 const UpsertInstallInput = builder.inputType('UpsertInstallInput', {
+  description: 'An install and its storage capabilities, as the host platform registers them (upsertInstall).',
   fields: (t) => ({
-    id: t.id({ required: true }),
+    id: t.id({ required: true, description: "The install's UUID (a malformed one is BAD_USER_INPUT)." }),
     tenantId: t.id({ description: "Admins may only name their own tenant; omitted means the admin's tenant." }),
-    extensionId: t.string({ required: true }),
-    enabled: t.boolean({ required: true }),
-    canRead: t.boolean({ required: true }),
-    canWrite: t.boolean({ required: true }),
-    namespaces: t.stringList({ description: 'null means any namespace.' }),
-    quota: t.field({ type: QuotaInput, description: 'Per-install quota overrides; an omitted field keeps the server default.' }),
+    extensionId: t.string({ required: true, description: 'Which extension this install is of: 1 to 200 printable characters.' }),
+    enabled: t.boolean({
+      required: true,
+      description: 'False refuses the extension and the Runner (FORBIDDEN) without deleting anything; admins keep access.',
+    }),
+    canRead: t.boolean({ required: true, description: 'Whether the install may read records.' }),
+    canWrite: t.boolean({ required: true, description: 'Whether the install may write and delete records.' }),
+    namespaces: t.stringList({
+      description: 'null means any namespace. Otherwise the only namespaces the install may touch (at most 1,000 names). Omitted on an update: keep the stored list.',
+    }),
+    quota: t.field({
+      type: QuotaInput,
+      description: 'Per-install quota overrides; an omitted field keeps the server default. Omitted on an update: keep the stored overrides; null: reset all to the server defaults.',
+    }),
   }),
 });
 
 const SetNamespaceSchemaInput = builder.inputType('SetNamespaceSchemaInput', {
+  description: 'A new JSON Schema version for a namespace (setNamespaceSchema).',
   fields: (t) => ({
-    installId: t.id({ required: true }),
-    namespace: t.string({ required: true }),
-    schema: t.field({ type: 'JSON', required: true, description: 'A JSON Schema (draft 2020-12) document.' }),
+    installId: t.id({ required: true, description: 'The install, of the admin\'s tenant.' }),
+    namespace: t.string({ required: true, description: 'The namespace, ^[a-z0-9][a-z0-9._-]{0,63}$; it need not hold records yet.' }),
+    schema: t.field({
+      type: 'JSON',
+      required: true,
+      description:
+        'A JSON Schema (draft 2020-12) document. At most 64 KiB of compact JSON; strict (an unknown keyword is an error, `format` is enforced), no `$ref` outside the document.',
+    }),
   }),
 });
 
 const PutRecordSuccess = builder.objectRef<{ record: StoredRecord }>('PutRecordSuccess').implement({
+  description: 'The record was written.',
   fields: (t) => ({
     record: t.field({
       type: RecordRef,
+      description: 'The record as written, with its new revision.',
       resolve: (r, _a, ctx) => {
         ctx.work.returned([r.record]);
         return r.record;
@@ -91,6 +142,7 @@ const PutRecordSuccess = builder.objectRef<{ record: StoredRecord }>('PutRecordS
 });
 
 const BulkPutRecordsSuccess = builder.objectRef<{ records: StoredRecord[] }>('BulkPutRecordsSuccess').implement({
+  description: 'Every item of the batch was written.',
   fields: (t) => ({
     records: t.field({
       type: [RecordRef],
@@ -106,50 +158,87 @@ const BulkPutRecordsSuccess = builder.objectRef<{ records: StoredRecord[] }>('Bu
 const DeleteRecordSuccess = builder
   .objectRef<{ namespace: string; key: string; deleted: boolean }>('DeleteRecordSuccess')
   .implement({
+    description: 'The record is gone (or was never there).',
     fields: (t) => ({
-      namespace: t.exposeString('namespace'),
-      key: t.exposeString('key'),
+      namespace: t.exposeString('namespace', { description: 'The namespace of the record.' }),
+      key: t.exposeString('key', { description: 'The key of the record.' }),
       deleted: t.exposeBoolean('deleted', { description: 'False when there was nothing to delete.' }),
     }),
   });
 
 const SetNamespaceSchemaSuccess = builder.objectRef<{ schema: NamespaceSchema }>('SetNamespaceSchemaSuccess').implement({
-  fields: (t) => ({ schema: t.field({ type: NamespaceSchemaRef, resolve: (r) => r.schema }) }),
+  description: 'The schema was stored and is now the active one.',
+  fields: (t) => ({
+    schema: t.field({ type: NamespaceSchemaRef, description: 'The new version, now active.', resolve: (r) => r.schema }),
+  }),
 });
 
 builder.mutationFields((t) => ({
   putRecord: t.field({
     type: PutRecordSuccess,
-    description: 'Create or replace one record.',
-    args: { input: t.arg({ type: PutRecordInput, required: true }) },
-    errors: { types: WRITE_ERRORS, directResult: true, union: { name: 'PutRecordResult' } },
+    description:
+      'Create or replace one record. Needs write capability and an allowed namespace (FORBIDDEN, a GraphQL error, otherwise).',
+    args: { input: t.arg({ type: PutRecordInput, required: true, description: 'The record to write.' }) },
+    errors: {
+      types: WRITE_ERRORS,
+      directResult: true,
+      union: {
+        name: 'PutRecordResult',
+        description: 'PutRecordSuccess, or the typed error saying why nothing was written.',
+      },
+    },
     resolve: async (_r, { input }, ctx) => ({ record: await ctx.work.read(() => ctx.storage.putRecord(ctx.caller, input)) }),
   }),
   bulkPutRecords: t.field({
     type: BulkPutRecordsSuccess,
-    description: 'Write up to the bulk limit of records of one namespace, all or nothing.',
-    args: { input: t.arg({ type: BulkPutRecordsInput, required: true }) },
-    errors: { types: WRITE_ERRORS, directResult: true, union: { name: 'BulkPutRecordsResult' } },
+    description:
+      'Write up to the bulk limit of records of one namespace, all or nothing. Needs write capability and an allowed namespace.',
+    args: { input: t.arg({ type: BulkPutRecordsInput, required: true, description: 'The namespace and the items to write.' }) },
+    errors: {
+      types: WRITE_ERRORS,
+      directResult: true,
+      union: {
+        name: 'BulkPutRecordsResult',
+        description: 'BulkPutRecordsSuccess, or the typed error (naming the item in `itemIndex` or `path`) saying why nothing was written.',
+      },
+    },
     resolve: async (_r, { input }, ctx) => ({ records: await ctx.work.read(() => ctx.storage.bulkPutRecords(ctx.caller, input)) }),
   }),
   deleteRecord: t.field({
     type: DeleteRecordSuccess,
-    description: 'Delete one record. Deleting a record that does not exist is not an error.',
-    args: { input: t.arg({ type: DeleteRecordInput, required: true }) },
-    errors: { types: DELETE_ERRORS, directResult: true, union: { name: 'DeleteRecordResult' } },
+    description:
+      'Delete one record. Deleting a record that does not exist is not an error. Needs write capability and an allowed namespace.',
+    args: { input: t.arg({ type: DeleteRecordInput, required: true, description: 'The record to delete.' }) },
+    errors: {
+      types: DELETE_ERRORS,
+      directResult: true,
+      union: {
+        name: 'DeleteRecordResult',
+        description: 'DeleteRecordSuccess, or the typed error saying why nothing was deleted.',
+      },
+    },
     resolve: (_r, { input }, ctx) => ctx.work.read(() => ctx.storage.deleteRecord(ctx.caller, input)),
   }),
   upsertInstall: t.field({
     type: InstallRef,
-    description: 'Admin only: create or update an install and its storage capabilities.',
-    args: { input: t.arg({ type: UpsertInstallInput, required: true }) },
+    description:
+      'Admin only: create or update an install and its storage capabilities. Errors are GraphQL errors: FORBIDDEN (not an admin, or another tenant), LIMIT_EXCEEDED (a malformed field), BAD_USER_INPUT (a malformed id).',
+    args: { input: t.arg({ type: UpsertInstallInput, required: true, description: 'The install as it should be.' }) },
     resolve: async (_r, { input }, ctx) => ctx.storage.scopeOf(await ctx.work.read(() => ctx.storage.upsertInstall(ctx.caller, input))),
   }),
   setNamespaceSchema: t.field({
     type: SetNamespaceSchemaSuccess,
-    description: 'Admin only: set a new active JSON Schema version for a namespace.',
-    args: { input: t.arg({ type: SetNamespaceSchemaInput, required: true }) },
-    errors: { types: SCHEMA_ERRORS, directResult: true, union: { name: 'SetNamespaceSchemaResult' } },
+    description:
+      'Admin only: set a new active JSON Schema version for a namespace. An invalid schema document is ValidationFailed and changes nothing.',
+    args: { input: t.arg({ type: SetNamespaceSchemaInput, required: true, description: 'The namespace and its new schema.' }) },
+    errors: {
+      types: SCHEMA_ERRORS,
+      directResult: true,
+      union: {
+        name: 'SetNamespaceSchemaResult',
+        description: 'SetNamespaceSchemaSuccess, or the typed error saying why the schema was not stored.',
+      },
+    },
     resolve: async (_r, { input }, ctx) => ({ schema: await ctx.work.read(() => ctx.storage.setNamespaceSchema(ctx.caller, input)) }),
   }),
 }));

@@ -6,13 +6,20 @@ builder.queryFields((t) => ({
   install: t.field({
     type: InstallRef,
     nullable: true,
-    args: { id: t.arg.id() },
+    description:
+      "The install the caller acts for. Extension callers (iframe SDK, Runner) omit id and get\ntheir own install; giving another install's id is FORBIDDEN. Admins pass any install id\nof their own tenant.",
+    args: {
+      id: t.arg.id({ description: "The install's UUID; required for admins. An unknown install or one of another tenant is FORBIDDEN." }),
+    },
     resolve: (_r, args, ctx) => ctx.storage.resolveInstall(ctx.caller, args.id, 'inspect'),
   }),
   installs: t.field({
     type: InstallConnectionRef,
     description: "Installs of the admin's tenant, ordered by id. Admin only.",
-    args: { first: t.arg.int({ defaultValue: 25 }), after: t.arg.string() },
+    args: {
+      first: t.arg.int({ defaultValue: 25, description: 'Page size, 1 to 100 (LimitExceeded "pageSize" otherwise, a GraphQL error).' }),
+      after: t.arg.string({ description: "The previous page's endCursor; omitted: the first page." }),
+    },
     resolve: async (_r, args, ctx) => {
       const page = await ctx.work.read(() => ctx.storage.listInstalls(ctx.caller, args.first, args.after));
       const scopes = page.items.map((i) => ctx.storage.scopeOf(i));
@@ -22,7 +29,13 @@ builder.queryFields((t) => ({
   record: t.field({
     type: RecordRef,
     nullable: true,
-    args: { namespace: t.arg.string({ required: true }), key: t.arg.string({ required: true }), installId: t.arg.id() },
+    description:
+      'Shortcut for install(id).namespace(namespace).record(key): the record, or null when it does not exist or has expired. Needs read capability.',
+    args: {
+      namespace: t.arg.string({ required: true, description: 'The namespace, ^[a-z0-9][a-z0-9._-]{0,63}$.' }),
+      key: t.arg.string({ required: true, description: 'The key to read.' }),
+      installId: t.arg.id({ description: 'Admins: the install to read (required for them). Extensions and the Runner: omit it, or pass their own install id.' }),
+    },
     resolve: async (_r, args, ctx) => {
       const scope = await ctx.storage.resolveInstall(ctx.caller, args.installId, 'read', args.namespace);
       return (await loadRecords(ctx, scope, args.namespace, [args.key]))[0] ?? null;
@@ -31,7 +44,16 @@ builder.queryFields((t) => ({
   records: t.field({
     type: [RecordRef],
     nullable: { list: false, items: true },
-    args: { namespace: t.arg.string({ required: true }), keys: t.arg.stringList({ required: true }), installId: t.arg.id() },
+    description:
+      'Shortcut for install(id).namespace(namespace).records(keys): several keys in one\nround trip, in the order given, null where a key is missing or expired.',
+    args: {
+      namespace: t.arg.string({ required: true, description: 'The namespace, ^[a-z0-9][a-z0-9._-]{0,63}$.' }),
+      keys: t.arg.stringList({
+        required: true,
+        description: 'The keys to read: at most 100 by default (LimitExceeded "keysPerRead", a GraphQL error).',
+      }),
+      installId: t.arg.id({ description: 'Admins: the install to read (required for them). Extensions and the Runner: omit it, or pass their own install id.' }),
+    },
     resolve: async (_r, args, ctx) => {
       const scope = await ctx.storage.resolveInstall(ctx.caller, args.installId, 'read', args.namespace);
       return loadRecords(ctx, scope, args.namespace, args.keys);
@@ -39,12 +61,13 @@ builder.queryFields((t) => ({
   }),
   recordList: t.field({
     type: RecordConnectionRef,
+    description: 'Shortcut for install(id).namespace(namespace).recordList(...): records ordered by key, a page at a time.',
     args: {
-      namespace: t.arg.string({ required: true }),
-      prefix: t.arg.string(),
-      first: t.arg.int({ defaultValue: 25 }),
-      after: t.arg.string(),
-      installId: t.arg.id(),
+      namespace: t.arg.string({ required: true, description: 'The namespace, ^[a-z0-9][a-z0-9._-]{0,63}$.' }),
+      prefix: t.arg.string({ description: 'Only keys that start with this; omitted or empty: every key.' }),
+      first: t.arg.int({ defaultValue: 25, description: 'Page size, 1 to 100 (LimitExceeded "pageSize" otherwise, a GraphQL error).' }),
+      after: t.arg.string({ description: "The previous page's endCursor; omitted: the first page." }),
+      installId: t.arg.id({ description: 'Admins: the install to read (required for them). Extensions and the Runner: omit it, or pass their own install id.' }),
     },
     resolve: async (_r, args, ctx) => {
       const scope = await ctx.storage.resolveInstall(ctx.caller, args.installId, 'read', args.namespace);

@@ -2,8 +2,12 @@ import { GraphQLError, Kind } from 'graphql';
 import { JSONResolver, SafeIntResolver } from 'graphql-scalars';
 import { builder } from '../builder.js';
 
-builder.addScalarType('JSON', JSONResolver);
-builder.addScalarType('SafeInt', SafeIntResolver);
+builder.addScalarType('JSON', JSONResolver, {
+  description: 'Any JSON value: object, array, string, number, boolean or null.',
+});
+builder.addScalarType('SafeInt', SafeIntResolver, {
+  description: 'An integer that fits in 53 bits (byte counts, quotas).',
+});
 
 const pad2 = (n: number) => (n < 10 ? `0${n}` : `${n}`);
 const pad3 = (n: number) => (n < 10 ? `00${n}` : n < 100 ? `0${n}` : `${n}`);
