@@ -62,7 +62,8 @@ export type LimitName =
   | 'bulkBytes'
   | 'bulkDuplicateKey'
   | 'keysPerRead'
-  | 'pageSize';
+  | 'pageSize'
+  | 'schemaBytes';
 
 export class LimitExceededError extends StorageError {
   readonly code = 'LIMIT_EXCEEDED' as const;

@@ -5,7 +5,7 @@ import addFormatsModule from 'ajv-formats';
 import { sql } from 'kysely';
 import { RE2JS } from 're2js';
 import type { Db } from '../db/database.js';
-import { ValidationFailedError, type ValidationIssue } from './errors.js';
+import { LimitExceededError, ValidationFailedError, type ValidationIssue } from './errors.js';
 import { fitsInt4, jsonBytes, MAX_JSON_DEPTH } from './limits.js';
 import { appendAuditEvent } from './audit.js';
 
@@ -863,7 +863,7 @@ function formatCost(n: number): string {
   return Number.isFinite(n) && n < 1e15 ? String(Math.round(n)) : 'unboundedly many';
 }
 
-/** Compiles a schema document; an invalid one is ValidationFailed with the reasons. */
+/** Compiles a schema document; an invalid one is ValidationFailed with the reasons, an oversized one LimitExceeded `schemaBytes`. */
 export function compileSchema(schema: unknown): ValidateFunction {
   if (typeof schema !== 'boolean' && (typeof schema !== 'object' || schema === null || Array.isArray(schema))) {
     throw new ValidationFailedError('a JSON Schema must be an object or a boolean', [
@@ -872,9 +872,7 @@ export function compileSchema(schema: unknown): ValidateFunction {
   }
   const size = jsonBytes(schema);
   if (size > MAX_SCHEMA_BYTES) {
-    throw new ValidationFailedError(`schema is ${size} bytes; the limit is ${MAX_SCHEMA_BYTES}`, [
-      { path: '', message: `larger than ${MAX_SCHEMA_BYTES} bytes`, keyword: 'maxBytes' },
-    ]);
+    throw new LimitExceededError('schemaBytes', `the schema document is ${size} bytes of JSON; the limit is ${MAX_SCHEMA_BYTES}`, MAX_SCHEMA_BYTES, size);
   }
   if (typeof schema === 'object' && schema !== null && '$schema' in schema) {
     const declared = (schema as Record<string, unknown>).$schema;

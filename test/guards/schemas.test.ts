@@ -134,6 +134,24 @@ describe('invalid schema documents', () => {
   });
 });
 
+describe('schema document size', () => {
+  it('refuses a document over 64 KiB of compact JSON as LimitExceeded schemaBytes and keeps the active version', async () => {
+    const ext = await extension(t);
+    await setSchema(ext.install.id, 'docs', V1);
+    // A valid document: only its size is wrong.
+    const big = { type: 'object', description: 'x'.repeat(65_536) };
+    const result = await setSchema(ext.install.id, 'docs', big);
+    expect(result).toMatchObject({ __typename: 'LimitExceeded', code: 'LIMIT_EXCEEDED', limit: 'schemaBytes' });
+    expect(await activeSchema(ext, 'docs')).toEqual({ version: 1, schema: V1 });
+    const res = await t.gql(
+      'mutation($input: SetNamespaceSchemaInput!) { setNamespaceSchema(input: $input) { ... on LimitExceeded { max actual } } }',
+      { input: { installId: ext.install.id, namespace: 'docs', schema: big } },
+      { token: await t.adminToken() },
+    );
+    expect(dataOf(res).setNamespaceSchema).toEqual({ max: 65_536, actual: JSON.stringify(big).length });
+  });
+});
+
 describe('format keywords', () => {
   it('enforces "format": "email"', async () => {
     const ext = await extension(t);

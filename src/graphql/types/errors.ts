@@ -90,7 +90,7 @@ builder.objectType(LimitExceededError, {
   fields: (t) => ({
     limit: t.exposeString('limit', {
       description:
-        'Which limit: "valueBytes", "valueType", "valueFormat", "metadataBytes", "metadataType",\n"keyLength", "keyFormat", "namespaceFormat", "ttlSeconds", "bulkItems", "bulkBytes",\n"bulkDuplicateKey", "keysPerRead", "pageSize".',
+        'Which limit: "valueBytes", "valueType", "valueFormat", "metadataBytes", "metadataType",\n"keyLength", "keyFormat", "namespaceFormat", "ttlSeconds", "bulkItems", "bulkBytes",\n"bulkDuplicateKey", "keysPerRead", "pageSize", "schemaBytes".',
     }),
     max: t.expose('max', {
       type: 'SafeInt',
@@ -119,7 +119,7 @@ const ValidationIssueRef = builder.objectRef<ValidationIssue>('ValidationIssue')
     message: t.exposeString('message', { description: 'What is wrong there, in English.' }),
     keyword: t.exposeString('keyword', {
       description:
-        'The JSON Schema keyword that failed, e.g. "type", "required" or "maxLength"; for a refused schema document it may also name the rule broken, e.g. "maxBytes" or "schemaCost".',
+        'The JSON Schema keyword that failed, e.g. "type", "required" or "maxLength"; for a refused schema document it may also name the rule broken, e.g. "schemaCost".',
     }),
   }),
 });
