@@ -59,6 +59,11 @@ export interface Config {
   /** How long a gateway reuses an install lookup; a change made through another instance shows within it. */
   installCacheMs: number;
   logLevel: string;
+  /**
+   * OpenTelemetry tracing (src/tracing): set when OTEL_EXPORTER_OTLP_ENDPOINT is, spans then go to
+   * `${endpoint}/v1/traces` (OTLP over HTTP, protobuf). Unset: no SDK is loaded and no span is made.
+   */
+  tracing: { endpoint: string; serviceName: string } | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -97,6 +102,18 @@ export const DEFAULT_QUOTAS: QuotaSettings = {
   maxValueBytes: 65536,
   maxMetadataBytes: 4096,
 };
+
+/** OTEL_EXPORTER_OTLP_ENDPOINT (the collector's base URL, as the OpenTelemetry specification names it) and OTEL_SERVICE_NAME. */
+function tracingSettings(env: Env): Config['tracing'] {
+  const raw = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
+  if (!raw) return undefined;
+  // The value is not repeated in the message: a URL may carry credentials.
+  const url = URL.canParse(raw) ? new URL(raw) : undefined;
+  if (url?.protocol !== 'http:' && url?.protocol !== 'https:') {
+    throw new ConfigError('OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL like http://collector:4318');
+  }
+  return { endpoint: raw.replace(/\/+$/, ''), serviceName: env.OTEL_SERVICE_NAME?.trim() || 'ext-storage-gateway' };
+}
 
 export function loadConfig(env: Env = process.env): Config {
   const nodeEnv = env.NODE_ENV === 'production' ? 'production' : env.NODE_ENV === 'test' ? 'test' : 'development';
@@ -189,5 +206,6 @@ export function loadConfig(env: Env = process.env): Config {
     metricsInstallLabels: bool(env, 'STORAGE_METRICS_INSTALL_LABELS', false),
     installCacheMs: int(env, 'STORAGE_INSTALL_CACHE_MS', 1000),
     logLevel: env.LOG_LEVEL?.trim() || (nodeEnv === 'test' ? 'silent' : 'info'),
+    tracing: tracingSettings(env),
   };
 }

@@ -4,6 +4,7 @@ import { openMigratedDatabase, setUpDevMode } from './bootstrap.js';
 import { createApp } from './http/server.js';
 import { createLogger } from './logger.js';
 import { Storage } from './storage/storage.js';
+import { startTracing } from './tracing/index.js';
 
 async function main(): Promise<void> {
   let config;
@@ -17,6 +18,9 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = createLogger(config.logLevel);
+  // Before the database and the app, which read it once; nothing of OpenTelemetry loads when unset.
+  const tracing = await startTracing(config.tracing, { logger });
+  if (config.tracing) logger.info({ endpoint: redactedUrl(config.tracing.endpoint), serviceName: config.tracing.serviceName }, 'tracing on: OpenTelemetry spans exported over OTLP/HTTP');
   const database = await openMigratedDatabase(config);
   logger.info({ backend: database.kind, pgliteDir: database.kind === 'pglite' ? config.pgliteDir : undefined }, 'database ready, migrations applied');
 
@@ -49,6 +53,8 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'shutting down: draining in-flight requests');
     app
       .close(10_000)
+      // Flushes the spans still buffered (the batch processor sends every few seconds).
+      .then(() => tracing?.shutdown())
       .then(() => {
         logger.info('stopped');
         process.exit(0);
@@ -60,6 +66,13 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** A URL for the log, without credentials it may carry. */
+function redactedUrl(raw: string): string {
+  const url = new URL(raw);
+  if (url.username || url.password) url.username = url.password = '';
+  return url.toString();
 }
 
 main().catch((error: unknown) => {

@@ -6,6 +6,7 @@ import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
 import { PGliteDialect } from 'kysely-pglite-dialect';
 import type { Config } from '../config.js';
+import { tracing } from '../tracing/index.js';
 import type { Database } from './tables.js';
 
 export type Db = Kysely<Database>;
@@ -78,7 +79,9 @@ export async function openDatabase(
     // Nor a checked-out one (between two statements of a transaction the pool has no listener on
     // it): the error reaches the next query, and the pool drops the dead client on release.
     pool.on('connect', (client) => client.on('error', () => undefined));
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log });
+    const dialect = new PostgresDialect({ pool });
+    // A span per statement when tracing is on (src/tracing); otherwise the dialect as it is.
+    const db = new Kysely<Database>({ dialect: tracing()?.wrapDialect(dialect) ?? dialect, log });
     return {
       db,
       kind: 'postgres',
@@ -92,7 +95,8 @@ export async function openDatabase(
   const client = await PGlite.create(dir.startsWith('memory://') ? undefined : dir, {
     parsers: { [INT8_OID]: (v: string) => Number(v), [NUMERIC_OID]: (v: string) => Number(v) },
   });
-  const db = new Kysely<Database>({ dialect: new PGliteDialect(client), log });
+  const dialect = new PGliteDialect(client);
+  const db = new Kysely<Database>({ dialect: tracing()?.wrapDialect(dialect) ?? dialect, log });
   return {
     db,
     kind: 'pglite',

@@ -20,6 +20,7 @@ import type { Logger } from '../logger.js';
 import { mapDatabaseError, RateLimitedError, StorageError, UnavailableError } from '../storage/errors.js';
 import type { Caller, Principal } from '../storage/principal.js';
 import { Storage } from '../storage/storage.js';
+import { tracing as startedTracing } from '../tracing/index.js';
 import { BodyTooLargeError, isJsonMediaType, isUtf8Body, jsonNestingExceeds, MAX_REQUEST_JSON_DEPTH, readBody, refuseOverDeepDocuments } from './body.js';
 import { createGraphiQLPage, graphiqlOptions, isGraphiQLPageRequest, type GraphiQLDemo } from './graphiql.js';
 import { answerOf, createFastPath, fastPathParams } from './graphql-fast-path.js';
@@ -125,6 +126,8 @@ function toFetchRequest(req: IncomingMessage, url: string, body: Buffer | undefi
 export function createApp(opts: AppOptions): App {
   const { config, database, logger } = opts;
   const metrics = createMetrics(database.poolStats, { installLabels: config.metricsInstallLabels });
+  // Read once: undefined unless OTEL_EXPORTER_OTLP_ENDPOINT is set (src/tracing).
+  const tracing = startedTracing();
   const storage = new Storage(database.db, config, metrics.storageHooks);
   const authenticator = createAuthenticator({
     jwtSecret: opts.jwtSecret,
@@ -183,6 +186,7 @@ export function createApp(opts: AppOptions): App {
       maskError: (error) => maskError(error, (e) => logger.error({ err: errorForLog(e) }, 'unexpected error in a resolver')),
     },
     plugins: [
+      ...(tracing ? [tracing.graphqlPlugin] : []),
       refuseOverDeepDocuments,
       EnvelopArmorPlugin({
         maxDepth: { n: config.graphqlLimits.maxDepth, ignoreIntrospection: true, ...REPORT_ARMOR_REJECTION },
@@ -422,7 +426,7 @@ export function createApp(opts: AppOptions): App {
     res.setHeader('x-request-id', requestId);
     const log: RequestLog = {};
     let routeName = 'unknown';
-    route(req, res, requestId, log)
+    (tracing ? tracing.request(req, res, requestId, () => route(req, res, requestId, log)) : route(req, res, requestId, log))
       .then((r) => {
         routeName = r;
       })

@@ -21,9 +21,16 @@
  *
  * A write waits behind its install's call at most `maxWaitMs` (the pool's connection timeout), then
  * fails as unavailable having been sent nowhere.
+ *
+ * Tracing (src/tracing): a call runs in the trace context of the request that runs it: a lone write
+ * in its own; a batch in that of its first request (the one that waited longest), so the batch's
+ * SQL span is a child of that request's span only (its GraphQL operation, or its Runner request),
+ * and the other requests of the batch have no SQL span of their own. A batch refused and sent again
+ * one request at a time: each in its own request's context. Tracing off, no context is captured.
  */
 import { CompiledQuery } from 'kysely';
 import type { Db } from '../db/database.js';
+import { tracing, type Tracing } from '../tracing/index.js';
 import { mapDatabaseError, StorageError, UnavailableError } from './errors.js';
 
 const SINGLE = 'SELECT ext_storage_write_v1($1::uuid, $2::uuid, $3::jsonb) AS result';
@@ -43,11 +50,14 @@ interface Waiting {
   resolve(answer: unknown): void;
   reject(error: unknown): void;
   timer?: NodeJS.Timeout;
+  /** Runs a function in the waiting request's trace context; set only when tracing is on. */
+  inContext?: ReturnType<Tracing['captureContext']>;
 }
 
 export class WriteCombiner {
   /** An install is here while a call of it is in flight, with the writes waiting for it (its lane). */
   private readonly lanes = new Map<string, Waiting[]>();
+  private readonly tracing = tracing();
 
   constructor(
     private readonly db: Db,
@@ -66,7 +76,7 @@ export class WriteCombiner {
 
   private wait(lane: Waiting[], request: string): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const waiting: Waiting = { request, resolve, reject };
+      const waiting: Waiting = { request, resolve, reject, inContext: this.tracing?.captureContext() };
       if (this.settings.maxWaitMs > 0) {
         waiting.timer = setTimeout(() => {
           const at = lane.indexOf(waiting);
@@ -87,7 +97,11 @@ export class WriteCombiner {
       return;
     }
     const batch = this.take(lane);
-    void this.send(tenantId, installId, batch).finally(() => this.next(id, tenantId, installId));
+    // Else it would run in the context of the request whose call just returned (see the top comment).
+    const inContext = batch[0]!.inContext;
+    void (inContext ? inContext(() => this.send(tenantId, installId, batch)) : this.send(tenantId, installId, batch)).finally(() =>
+      this.next(id, tenantId, installId),
+    );
   }
 
   private take(lane: Waiting[]): Waiting[] {
@@ -120,7 +134,10 @@ export class WriteCombiner {
         return;
       }
       // Nothing of the batch was applied, and the fault is in a request: each alone, so only that one fails.
-      for (const w of batch) await this.single(tenantId, installId, w.request).then(w.resolve, w.reject);
+      for (const w of batch) {
+        const alone = w.inContext ? w.inContext(() => this.single(tenantId, installId, w.request)) : this.single(tenantId, installId, w.request);
+        await alone.then(w.resolve, w.reject);
+      }
       return;
     }
     batch.forEach((w, i) => w.resolve(answers[i]));
