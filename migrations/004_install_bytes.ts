@@ -4,7 +4,7 @@ import { allowFanOut } from '../src/db/citus.js';
 /**
  * The install's stored bytes on its lock row, kept by every write in its own statement, so an
  * optimistic write can check the bytes quota with one conditional UPDATE of that row
- * (`WHERE bytes + $delta <= $limit`, re-evaluated on the latest row version: design/citus.md
+ * (`WHERE bytes + $delta <= $limit`, re-evaluated on the latest row version: docs/citus.md
  * rule 7) instead of holding the install lock across round trips. Backfilled from the namespace
  * counters (co-located join on tenant_id: one statement per shard on Citus).
  *

@@ -3,7 +3,7 @@ import { allowFanOut, hasCitus, sequentialShardCommands } from '../src/db/citus.
 import { backfillInstallBytes } from './004_install_bytes.js';
 
 /**
- * The write path moves into one PL/pgSQL function per call (design/citus.md rule 17): on Citus it
+ * The write path moves into one PL/pgSQL function per call (docs/citus.md rule 17): on Citus it
  * is distributed by tenant and delegated whole to the worker that holds the tenant, so a write is
  * one round trip, one node and a one-phase commit; on PostgreSQL and PGlite it is a plain function.
  *

@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   const dev = config.devMode ? await setUpDevMode(new Storage(database.db, config)) : undefined;
   const app = createApp({ config, database, logger, jwtSecret: config.jwtSecret ?? dev!.secret, graphiqlDemo: dev?.demo });
   const url = await app.listen();
-  logger.info({ url, devMode: config.devMode }, 'listening');
+  logger.info({ url, devMode: config.devMode, node: process.version }, 'listening');
   if (dev) {
     process.stdout.write(
       [

@@ -1,6 +1,6 @@
 /**
  * Row types of every table. Per-tenant (distributed) tables all start with tenant_id: every
- * statement on them must filter on it (design/citus.md); the install registry is global.
+ * statement on them must filter on it (docs/citus.md); the install registry is global.
  */
 import type { ColumnType, Generated } from 'kysely';
 

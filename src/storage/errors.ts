@@ -148,7 +148,7 @@ export function mapDatabaseError(error: unknown): unknown {
     UNAVAILABLE_SQLSTATE_PREFIXES.some((p) => code.startsWith(p)) ||
     UNAVAILABLE_NODE_CODES.has(code) ||
     code === '57014' /* statement timeout */ ||
-    // A deadlock or serialization victim (Citus detects distributed deadlocks: design/citus.md rule 18)
+    // A deadlock or serialization victim (Citus detects distributed deadlocks: docs/citus.md rule 18)
     // changed nothing and may be retried; the write path retries it first.
     code === '40P01' ||
     code === '40001' ||

@@ -1,4 +1,4 @@
-/** Record reads. Every statement filters on tenant_id first (design/citus.md); writes are in write.ts. */
+/** Record reads. Every statement filters on tenant_id first (docs/citus.md); writes are in write.ts. */
 import { CompiledQuery, sql } from 'kysely';
 import type { Db } from '../db/database.js';
 

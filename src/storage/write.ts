@@ -74,7 +74,7 @@ export class RecordWriter {
       try {
         outcome = await this.call(caller, scope, cmd, verdict);
       } catch (error) {
-        // Rule 18 of design/citus.md: a deadlock or serialization victim changed nothing; try again.
+        // Rule 18 of docs/citus.md: a deadlock or serialization victim changed nothing; try again.
         if (attempt < MAX_ATTEMPTS && RETRYABLE_SQLSTATES.has((error as { code?: string }).code ?? '')) continue;
         throw error;
       }

@@ -3,7 +3,7 @@ import { buildSchema, findBreakingChanges, findDangerousChanges } from 'graphql'
 import { describe, expect, it } from 'vitest';
 import { printedSchema } from '../../src/graphql/schema.js';
 
-const contractPath = new URL('../../../shared/contract/schema.graphql', import.meta.url);
+const contractPath = new URL('../../contract/schema.graphql', import.meta.url);
 const checkedInPath = new URL('../../schema/schema.graphql', import.meta.url);
 
 /**

@@ -1,5 +1,5 @@
 /**
- * design/citus.md rule 18: a deadlock or serialization victim (SQLSTATE 40P01 / 40001; Citus
+ * docs/citus.md rule 18: a deadlock or serialization victim (SQLSTATE 40P01 / 40001; Citus
  * detects distributed deadlocks and cancels one side the same way) is retried by the write path,
  * and is never reported as INTERNAL.
  */

@@ -1,6 +1,6 @@
 /**
  * What the Citus guard (test/support/citus-guard.ts) needs to know from PostgreSQL itself to apply
- * design/citus.md rules 3 and 14–16: the volatility of every function, operator and cast, and the
+ * docs/citus.md rules 3 and 14–16: the volatility of every function, operator and cast, and the
  * column types of the project's tables (to pick the overload an operator resolves to). Read once
  * from a database (`readCatalog`), or from an embedded PGlite migrated with the project's
  * migrations (`embeddedCatalog`, cached on disk: starting PGlite takes seconds).

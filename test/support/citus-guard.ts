@@ -1,5 +1,5 @@
 /**
- * The Citus guard (design/citus.md): every statement the data layer sends is parsed with the real
+ * The Citus guard (docs/citus.md): every statement the data layer sends is parsed with the real
  * PostgreSQL parser and checked against the rules that keep it single-shard on Citus. Rules 3 and
  * 14–16 depend on function volatility, read from a PostgreSQL catalogue (citus-catalog.ts); the
  * statements inside a PL/pgSQL function body are checked like statements sent by the client.
@@ -1037,7 +1037,7 @@ function checkBody(sql: string, ctx: Ctx): void {
 const cache = new Map<string, Violation[]>();
 
 /**
- * Marks a statement that fans out across tenants on purpose (design/citus.md rule 12: a migration's
+ * Marks a statement that fans out across tenants on purpose (docs/citus.md rule 12: a migration's
  * backfill, the test suite's recount; never a request path): the tenant-filter rule is waived for
  * it, every other rule holds.
  */
@@ -1091,7 +1091,7 @@ export function createCitusGuard() {
     assertClean(): void {
       if (violations.length > 0) {
         throw new Error(
-          `Citus guard: ${violations.length} statement(s) break design/citus.md:\n` +
+          `Citus guard: ${violations.length} statement(s) break docs/citus.md:\n` +
             violations.map((v) => `- [${v.rule}] ${v.detail}\n    ${v.sql.replace(/\s+/g, ' ').slice(0, 400)}`).join('\n'),
         );
       }

@@ -22,7 +22,7 @@ export interface TestDatabase {
   dispose(): Promise<void>;
 }
 
-/** Runs a test's deliberately cross-tenant statements (design/citus.md rule 12), allowed to fan out on Citus. */
+/** Runs a test's deliberately cross-tenant statements (docs/citus.md rule 12), allowed to fan out on Citus. */
 export function withFanOut<T>(db: DatabaseHandle['db'], run: (trx: DatabaseHandle['db']) => Promise<T>): Promise<T> {
   return db.transaction().execute(async (trx) => {
     if (onCitus) await sql`SET LOCAL citus.multi_task_query_log_level = 'notice'`.execute(trx);
@@ -137,7 +137,7 @@ export async function createPostgresDatabase(): Promise<{ name: string; url: str
 }
 
 /**
- * Every statement sent through a test database is checked by the Citus guard (design/citus.md);
+ * Every statement sent through a test database is checked by the Citus guard (docs/citus.md);
  * dispose() fails the test file when one broke a rule.
  */
 export async function openTestDatabase(observers: QueryObserver[] = [], poolMax = 20): Promise<TestDatabase> {
