@@ -1,11 +1,11 @@
-import { checkNamespace } from '../../storage/limits.js';
 import type { AuditEvent } from '../../storage/audit.js';
 import type { InstallScope } from '../../storage/installs.js';
 import type { Usage } from '../../storage/usage.js';
 import type { QuotaSettings } from '../../config.js';
 import { builder } from '../builder.js';
 import { connectionType } from './connections.js';
-import { NamespaceRef } from './records.js';
+import { NodeRef } from './node.js';
+import { namespaceOf, NamespaceRef } from './records.js';
 
 const CapabilitiesRef = builder.objectRef<InstallScope>('StorageCapabilities').implement({
   description: 'What this install may do with storage.',
@@ -54,8 +54,9 @@ const AuditEventRef = builder.objectRef<AuditEvent>('AuditEvent').implement({
 const AuditEventConnectionRef = connectionType('AuditEvent', AuditEventRef);
 
 export const InstallRef = builder.objectRef<InstallScope>('Install').implement({
+  interfaces: [NodeRef],
   fields: (t) => ({
-    id: t.id({ resolve: (s) => s.installId }),
+    id: t.id({ description: "The install's UUID.", resolve: (s) => s.installId }),
     tenantId: t.id({ resolve: (s) => s.tenantId }),
     extensionId: t.string({ resolve: (s) => s.install.extensionId }),
     enabled: t.boolean({ resolve: (s) => s.install.enabled }),
@@ -70,11 +71,7 @@ export const InstallRef = builder.objectRef<InstallScope>('Install').implement({
       type: NamespaceRef,
       description: 'A namespace by name; one that holds nothing yet comes back empty.',
       args: { name: t.arg.string({ required: true }) },
-      resolve: (scope, args, ctx) => {
-        ctx.storage.checkAccess(ctx.caller, scope, 'read', args.name);
-        checkNamespace(args.name);
-        return { scope, name: args.name };
-      },
+      resolve: (scope, args, ctx) => namespaceOf(ctx, scope, args.name),
     }),
     usage: t.field({ type: UsageRef, resolve: (scope, _a, ctx) => ctx.work.read(() => ctx.storage.usage(ctx.caller, scope)) }),
     quota: t.field({ type: QuotaRef, resolve: (scope) => scope.quota }),

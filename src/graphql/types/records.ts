@@ -1,13 +1,23 @@
+import type { GraphQLResolveInfo } from 'graphql';
+import { checkNamespace } from '../../storage/limits.js';
 import type { InstallScope } from '../../storage/installs.js';
 import type { StoredRecord } from '../../storage/records.js';
 import type { NamespaceUsage } from '../../storage/usage.js';
 import type { NamespaceSchema } from '../../storage/schemas.js';
+import type { Page } from '../../storage/storage.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
+import { selectsRecordData } from '../selection.js';
 import { connectionType } from './connections.js';
+import { nodeId, NodeRef, type NamespaceShape } from './node.js';
+
+export type { NamespaceShape } from './node.js';
 
 export const RecordRef = builder.objectRef<StoredRecord>('Record').implement({
+  interfaces: [NodeRef],
   fields: (t) => ({
+    id: t.id({ description: 'Stable for the key across revisions, so client caches update in place.', resolve: nodeId }),
+    installId: t.id({ description: "The install's UUID.", resolve: (r) => r.installId }),
     namespace: t.exposeString('namespace'),
     key: t.exposeString('key'),
     value: t.expose('value', { type: 'JSON' }),
@@ -20,7 +30,19 @@ export const RecordRef = builder.objectRef<StoredRecord>('Record').implement({
   }),
 });
 
-export const RecordConnectionRef = connectionType('Record', RecordRef);
+/** A page of records, and what totalCount counts (read only when selected). */
+export interface RecordPage extends Page<StoredRecord> {
+  count(): Promise<number>;
+}
+
+export const RecordConnectionRef = connectionType<StoredRecord, RecordPage>('Record', RecordRef);
+
+builder.objectField(RecordConnectionRef, 'totalCount', (t) =>
+  t.int({
+    description: 'Live records matching the prefix (the whole namespace without one), not just this page.',
+    resolve: (page) => page.count(),
+  }),
+);
 
 export const NamespaceSchemaRef = builder.objectRef<NamespaceSchema>('NamespaceSchema').implement({
   fields: (t) => ({
@@ -29,12 +51,6 @@ export const NamespaceSchemaRef = builder.objectRef<NamespaceSchema>('NamespaceS
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
   }),
 });
-
-export interface NamespaceShape {
-  scope: InstallScope;
-  name: string;
-  usage?: NamespaceUsage;
-}
 
 /** Reads through the request's DataLoader, after access and key checks. */
 export async function loadRecords(ctx: GraphQLContext, scope: InstallScope, namespace: string, keys: readonly string[]) {
@@ -47,16 +63,26 @@ export async function loadRecords(ctx: GraphQLContext, scope: InstallScope, name
   return records;
 }
 
+/** A recordList page, after access checks; values and metadata are read only when the query shows them. */
 export async function loadRecordList(
   ctx: GraphQLContext,
   scope: InstallScope,
   namespace: string,
   args: { prefix?: string | null; first?: number | null; after?: string | null },
-) {
+  info: GraphQLResolveInfo,
+): Promise<RecordPage> {
   ctx.storage.checkAccess(ctx.caller, scope, 'read', namespace);
-  const page = await ctx.work.read(() => ctx.storage.listRecords(scope, namespace, args));
+  const columns = selectsRecordData(info) ? 'all' : 'keysOnly';
+  const page = await ctx.work.read(() => ctx.storage.listRecords(scope, namespace, { ...args, columns }));
   ctx.work.returned(page.items);
-  return page;
+  return { ...page, count: () => ctx.work.read(() => ctx.storage.countRecords(scope, namespace, args.prefix)) };
+}
+
+/** A namespace by name of an install already resolved (Install.namespace, and node() for a namespace id). */
+export function namespaceOf(ctx: GraphQLContext, scope: InstallScope, name: string): NamespaceShape {
+  ctx.storage.checkAccess(ctx.caller, scope, 'read', name);
+  checkNamespace(name);
+  return { scope, name };
 }
 
 /** One usage read per Namespace object, shared by keyCount and bytesUsed (the cost model prices it once). */
@@ -73,7 +99,9 @@ function usageOf(ctx: GraphQLContext, ns: NamespaceShape): Promise<NamespaceUsag
 }
 
 export const NamespaceRef = builder.objectRef<NamespaceShape>('Namespace').implement({
+  interfaces: [NodeRef],
   fields: (t) => ({
+    id: t.id({ description: 'Opaque; names the install and the namespace. Query.node(id) returns the namespace again.', resolve: nodeId }),
     name: t.exposeString('name'),
     keyCount: t.int({ resolve: async (ns, _a, ctx) => (await usageOf(ctx, ns))?.keyCount ?? 0 }),
     bytesUsed: t.field({ type: 'SafeInt', resolve: async (ns, _a, ctx) => (await usageOf(ctx, ns))?.bytes ?? 0 }),
@@ -103,7 +131,7 @@ export const NamespaceRef = builder.objectRef<NamespaceShape>('Namespace').imple
         first: t.arg.int({ defaultValue: 25 }),
         after: t.arg.string(),
       },
-      resolve: (ns, args, ctx) => loadRecordList(ctx, ns.scope, ns.name, args),
+      resolve: (ns, args, ctx, info) => loadRecordList(ctx, ns.scope, ns.name, args, info),
     }),
   }),
 });
