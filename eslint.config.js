@@ -52,7 +52,7 @@ export function schemaLintConfig(schemaSdl) {
         ],
         // Narrowed: objects with an identity have an `id: ID!`; connections, edges, success
         // payloads, typed errors and the values listed are parts of an answer, with no identity of
-        // their own (the contract, shared/contract/schema.graphql, gives them no id).
+        // their own (the contract, contract/schema.graphql, gives them no id).
         '@graphql-eslint/strict-id-in-types': [
           'error',
           {
@@ -71,10 +71,6 @@ export function schemaLintConfig(schemaSdl) {
                 'Quota',
                 'StorageCapabilities',
                 'Usage',
-                // Namespace.id and Record.id are in the contract but not built yet (issue 13);
-                // drop these two once they are.
-                'Namespace',
-                'Record',
               ],
             },
           },
@@ -83,15 +79,12 @@ export function schemaLintConfig(schemaSdl) {
         // false), so `first`/`after` without `last`/`before`.
         '@graphql-eslint/relay-arguments': ['error', { includeBoth: false }],
         // Narrowed: plain lists are part of the contract (records(keys), Install.namespaces,
-        // ValidationFailed.issues, ...), not only lists of edges; and AuditEvent nodes are not
-        // Relay Nodes in the contract (Node itself is not built yet, issue 13).
+        // ValidationFailed.issues, ...), not only lists of edges; and AuditEvent nodes are not Relay
+        // Nodes in the contract (there is no node(id) for an audit event).
         '@graphql-eslint/relay-edge-types': [
           'error',
           { withEdgeSuffix: true, shouldImplementNode: false, listTypeCanWrapOnlyEdgeType: false },
         ],
-        // Off until PageInfo.hasPreviousPage and PageInfo.startCursor are built (contract items of
-        // issue 13, listed in test/graphql/schema.test.ts as not built yet); then switch it back on.
-        '@graphql-eslint/relay-page-info': 'off',
         // Off: schema-all uses it to forbid mutations (for read-only APIs); this API writes.
         '@graphql-eslint/no-root-type': 'off',
         // Off: nullability of root fields is the contract's: a mutation returns a result union

@@ -24,6 +24,7 @@ import {
   type ValueNode,
 } from 'graphql';
 import type { Limits } from '../config.js';
+import { decodeGlobalId } from '../storage/global-id.js';
 import { normalizeId } from '../storage/principal.js';
 
 /** A request's worst case. */
@@ -216,6 +217,10 @@ export const FIELD_RULES: Readonly<Record<string, FieldRule>> = {
   'Query.record': record,
   'Query.records': records,
   'Query.recordList': recordList,
+  // One install lookup and at most one record read (a record id); an Install below is the one its id names.
+  'Query.node': { reads: 1, records: () => 1, into: (a) => ({ install: refOf(nodeInstallId(a.string('id'))), usageLoaded: false }) },
+  // A count, priced like the page it belongs to (once per connection, not per edge).
+  'RecordConnection.totalCount': { reads: 1 },
   'InstallConnection.edges': edges,
   'RecordConnection.edges': edges,
   'AuditEventConnection.edges': edges,
@@ -254,7 +259,9 @@ export const FREE_FIELDS: ReadonlySet<string> = new Set([
   'Install.enabled',
   'Install.capabilities',
   'Install.quota',
+  'Namespace.id',
   'Namespace.name',
+  'Node.id',
   'InstallConnection.pageInfo',
   'RecordConnection.pageInfo',
   'AuditEventConnection.pageInfo',
@@ -284,6 +291,16 @@ const UNKNOWN: FieldRule = { reads: 1 };
 
 export function isFreeField(type: string, field: string): boolean {
   return FREE_FIELDS.has(`${type}.${field}`) || FREE_FIELDS.has(`${type}.*`);
+}
+
+/** The install a node id names, as far as it is well formed (a malformed one is refused when it runs, and lists no namespaces). */
+function nodeInstallId(id: string | null): string {
+  if (id === null) return '';
+  try {
+    return decodeGlobalId(id, { maxKeyLength: Number.MAX_SAFE_INTEGER }).installId;
+  } catch {
+    return '';
+  }
 }
 
 function refOf(id: string | null): InstallRef {

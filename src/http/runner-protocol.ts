@@ -141,7 +141,8 @@ async function execute(body: Body, principal: Principal, deps: RunnerDeps): Prom
       const includeValues = field<boolean>(body, 'includeValues', 'boolean', false) ?? true;
       const includeMetadata = field<boolean>(body, 'includeMetadata', 'boolean', false) ?? true;
       const scope = await storage.resolveInstall(caller, undefined, 'read', namespace);
-      const page = await storage.listRecords(scope, namespace, { prefix: keyPrefix, first: limit, after: cursor });
+      const columns = includeValues || includeMetadata ? 'all' : 'keysOnly';
+      const page = await storage.listRecords(scope, namespace, { prefix: keyPrefix, first: limit, after: cursor, columns });
       deps.returned(principal, page.items);
       return {
         items: page.items.map((r) => recordShape(r, includeValues, includeMetadata)),

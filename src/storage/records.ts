@@ -3,6 +3,8 @@ import { CompiledQuery, sql } from 'kysely';
 import type { Db } from '../db/database.js';
 
 export interface StoredRecord {
+  /** The install's UUID (lower-case). */
+  installId: string;
   namespace: string;
   key: string;
   value: unknown;
@@ -12,9 +14,15 @@ export interface StoredRecord {
   ttlExpiresAt: Date | null;
   createdAt: Date;
   updatedAt: Date;
-  /** Stored bytes (value + metadata, as the contract counts them): what the response budget charges. */
+  /** Stored bytes (value + metadata, as the contract counts them): what the response budget charges; 0 when neither was read. */
   storedBytes: number;
 }
+
+/**
+ * What a read loads of each record: everything, or everything but `value` and `metadata` (a page
+ * that shows neither must not read them: users list the keys of namespaces of large values).
+ */
+export type RecordColumns = 'all' | 'keysOnly';
 
 /** Tenant and install of a per-install statement. */
 export interface Scope {
@@ -35,35 +43,27 @@ type RecordRow = {
   ttl_expires_at: Date | null;
   created_at: Date;
   updated_at: Date;
-  stored_bytes: number;
+  stored_bytes?: number;
 };
 
-function toRecord(row: RecordRow): StoredRecord {
+function toRecord(row: RecordRow, installId: string): StoredRecord {
   return {
+    installId,
     namespace: row.namespace,
     key: row.key,
     value: row.value,
+    // A keys-only read has neither (and its resolvers are never asked for them).
     metadata: (row.metadata ?? {}) as Record<string, unknown>,
     revision: row.revision,
     schemaVersion: row.schema_version,
     ttlExpiresAt: row.ttl_expires_at,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
-    storedBytes: Number(row.stored_bytes),
+    storedBytes: Number(row.stored_bytes ?? 0),
   };
 }
 
-const RECORD_COLUMNS = [
-  'namespace',
-  'key',
-  'value',
-  'metadata',
-  'revision',
-  'schema_version',
-  'ttl_expires_at',
-  'created_at',
-  'updated_at',
-] as const;
+const HEAD_COLUMNS = ['namespace', 'key', 'revision', 'schema_version', 'ttl_expires_at', 'created_at', 'updated_at'] as const;
 
 const SELECT_BY_KEYS = `SELECT namespace, key, value, metadata, revision, schema_version, ttl_expires_at, created_at, updated_at,
        value_bytes + metadata_bytes AS stored_bytes
@@ -78,7 +78,7 @@ export async function selectRecords(db: Db, scope: Scope, namespace: string, key
   const unique = keys.length === 1 ? keys : [...new Set(keys)];
   const { rows } = await db.executeQuery<RecordRow>(CompiledQuery.raw(SELECT_BY_KEYS, [scope.tenantId, scope.installId, namespace, JSON.stringify(unique)]));
   const found = new Map<string, StoredRecord>();
-  for (const r of rows) found.set(r.key, toRecord(r));
+  for (const r of rows) found.set(r.key, toRecord(r, scope.installId));
   return found;
 }
 
@@ -86,22 +86,42 @@ function likePrefix(prefix: string): string {
   return prefix.replace(/[\\%_]/g, (c) => `\\${c}`) + '%';
 }
 
-/** One page of live records ordered by key (byte order), after `afterKey`; fetches first+1 to know if more follow. */
-export async function selectRecordPage(
-  db: Db,
-  scope: Scope,
-  namespace: string,
-  opts: { prefix?: string | null; afterKey?: string | null; first: number },
-): Promise<{ records: StoredRecord[]; hasNextPage: boolean }> {
+/** The live records of one namespace whose key starts with `prefix` (all of them without one): what a page lists and totalCount counts. */
+function liveRecords(db: Db, scope: Scope, namespace: string, prefix: string | null | undefined) {
   let q = db
     .selectFrom('ext_storage_records')
-    .select([...RECORD_COLUMNS, sql<number>`value_bytes + metadata_bytes`.as('stored_bytes')])
     .where('tenant_id', '=', scope.tenantId)
     .where('install_id', '=', scope.installId)
     .where('namespace', '=', namespace)
     .where(LIVE);
-  if (opts.prefix) q = q.where('key', 'like', likePrefix(opts.prefix));
+  if (prefix) q = q.where('key', 'like', likePrefix(prefix));
+  return q;
+}
+
+/**
+ * One page of live records ordered by key (byte order), after `afterKey`; fetches first+1 to know
+ * if more follow. `keysOnly` leaves value and metadata (and their sizes) in the table.
+ */
+export async function selectRecordPage(
+  db: Db,
+  scope: Scope,
+  namespace: string,
+  opts: { prefix?: string | null; afterKey?: string | null; first: number; columns?: RecordColumns },
+): Promise<{ records: StoredRecord[]; hasNextPage: boolean }> {
+  let q = liveRecords(db, scope, namespace, opts.prefix).select(HEAD_COLUMNS);
+  if (opts.columns !== 'keysOnly') q = q.select(['value', 'metadata', sql<number>`value_bytes + metadata_bytes`.as('stored_bytes')]);
   if (opts.afterKey !== null && opts.afterKey !== undefined) q = q.where('key', '>', opts.afterKey);
   const rows = await q.orderBy('key').limit(opts.first + 1).execute();
-  return { records: rows.slice(0, opts.first).map((r) => toRecord(r as RecordRow)), hasNextPage: rows.length > opts.first };
+  return { records: rows.slice(0, opts.first).map((r) => toRecord(r as RecordRow, scope.installId)), hasNextPage: rows.length > opts.first };
+}
+
+/**
+ * How many live records match (RecordConnection.totalCount), reading neither value nor metadata.
+ * Bounded: one namespace holds at most maxKeysPerNamespace live keys (5,120 by default), and the
+ * count walks that namespace's rows in primary-key order (plus expired rows not yet swept, which
+ * writes remove in bounded batches).
+ */
+export async function countLiveRecords(db: Db, scope: Scope, namespace: string, prefix: string | null | undefined): Promise<number> {
+  const row = await liveRecords(db, scope, namespace, prefix).select(sql<number>`count(*)::int`.as('n')).executeTakeFirst();
+  return Number(row?.n ?? 0);
 }

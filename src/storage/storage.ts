@@ -9,12 +9,13 @@ import type { Db } from '../db/database.js';
 import { selectAuditPage, type AuditEvent } from './audit.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { ForbiddenError, QuotaExceededError, StorageError, ValidationFailedError, mapDatabaseError } from './errors.js';
+import { decodeGlobalId, type GlobalRef } from './global-id.js';
 import { InstallDirectory, page, type Page } from './install-directory.js';
 import { authorize, type Install, type InstallScope, type Need, type UpsertInstallInput } from './installs.js';
 import { checkKey, checkKeysPerRead, checkNamespace, checkPageSize } from './limits.js';
 import { normalizeId, type Caller } from './principal.js';
 import { prepareBulkPut, prepareDelete, preparePut, type BulkPutInput, type DeleteInput, type PutInput, type WriteCommand } from './prepare.js';
-import { selectRecordPage, selectRecords, type StoredRecord } from './records.js';
+import { countLiveRecords, selectRecordPage, selectRecords, type RecordColumns, type StoredRecord } from './records.js';
 import { activeSchema, compileSchema, storeSchemaVersion, ValidatorCache, type NamespaceSchema } from './schemas.js';
 import { namespaceUsage, totalUsage, type NamespaceUsage, type Usage } from './usage.js';
 import { RecordWriter, type StorageHooks, type WriteResult } from './write.js';
@@ -112,20 +113,38 @@ export class Storage {
     return (await this.readRecords(scope, input.namespace, [input.key])).get(input.key) ?? null;
   }
 
+  /** A page of live records by key; `columns: 'keysOnly'` reads no value or metadata (the page's storedBytes are 0). */
   listRecords(
     scope: InstallScope,
     namespace: string,
-    opts: { prefix?: string | null; first?: number | null; after?: string | null },
+    opts: { prefix?: string | null; first?: number | null; after?: string | null; columns?: RecordColumns },
   ): Promise<Page<StoredRecord>> {
     return this.observe('listRecords', async () => {
-      checkNamespace(namespace);
+      this.checkListing(namespace, opts.prefix);
       const first = checkPageSize(opts.first, this.settings.limits);
-      if (opts.prefix !== null && opts.prefix !== undefined && opts.prefix !== '') checkKey(opts.prefix, this.settings.limits);
       const tag = `${scope.installId}/${namespace}`;
       const afterKey = opts.after ? decodeCursor<string>(opts.after, 'r', tag, 'string') : null;
-      const { records, hasNextPage } = await selectRecordPage(this.db, scope, namespace, { prefix: opts.prefix, afterKey, first });
+      const { records, hasNextPage } = await selectRecordPage(this.db, scope, namespace, { prefix: opts.prefix, afterKey, first, columns: opts.columns });
       return page(records, hasNextPage, (r) => encodeCursor('r', tag, r.key));
     });
+  }
+
+  /** Live records of a namespace whose key starts with `prefix` (all of them without one). */
+  countRecords(scope: InstallScope, namespace: string, prefix: string | null | undefined): Promise<number> {
+    return this.observe('countRecords', async () => {
+      this.checkListing(namespace, prefix);
+      return countLiveRecords(this.db, scope, namespace, prefix);
+    });
+  }
+
+  private checkListing(namespace: string, prefix: string | null | undefined): void {
+    checkNamespace(namespace);
+    if (prefix !== null && prefix !== undefined && prefix !== '') checkKey(prefix, this.settings.limits);
+  }
+
+  /** What a global id names (contract, "Reads": global ids); a malformed id is BAD_USER_INPUT. */
+  decodeGlobalId(id: string): GlobalRef {
+    return decodeGlobalId(id, this.settings.limits);
   }
 
   namespaceUsage(scope: InstallScope, namespace?: string): Promise<NamespaceUsage[]> {

@@ -149,6 +149,7 @@ export class RecordWriter {
       if (op.kind === 'delete') return { deleted: r.deleted === true };
       written += op.valueBytes + op.metadataBytes;
       return {
+        installId: scope.installId,
         namespace: op.namespace,
         key: op.key,
         value: op.value,

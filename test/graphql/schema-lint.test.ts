@@ -85,7 +85,9 @@ type Thing implements Shape {
 `;
 
   async function lintSchema(sdl: string) {
-    const eslint = new ESLint({ cwd: root, overrideConfigFile: true, overrideConfig: schemaLintConfig(sdl) });
+    // The probe has no connections, so the rule that requires a Relay PageInfo type is off for it.
+    const config = schemaLintConfig(sdl).map((c: { rules?: object }) => ({ ...c, rules: { ...c.rules, '@graphql-eslint/relay-page-info': 'off' } }));
+    const eslint = new ESLint({ cwd: root, overrideConfigFile: true, overrideConfig: config });
     const [result] = await eslint.lintText(sdl, { filePath: 'schema/probe.graphql' });
     return result!.messages.map((m) => ({ ruleId: m.ruleId, message: m.message }));
   }

@@ -23,6 +23,7 @@ import {
   type Price,
 } from '../../src/graphql/cost.js';
 import { reservationOf } from '../../src/graphql/cost-plugin.js';
+import { namespaceGlobalId, recordGlobalId } from '../../src/storage/global-id.js';
 import { schema } from '../../src/graphql/schema.js';
 import { jsonSize, RequestWork, STATEMENTS_AT_ONCE } from '../../src/graphql/work.js';
 import type { StoredRecord } from '../../src/storage/records.js';
@@ -141,6 +142,31 @@ describe('prices', () => {
     expect(reservationOf({ reads: 2, records: 12, echoed: 2 }, bound, 1000, max)).toBe(10 * bound + 2 * 1000 + 2 * ECHO_OVERHEAD_BYTES);
   });
 
+  it('node(id) is one read and at most one record; an Install it returns lists the namespaces of the install its id names', () => {
+    expect(price('{ node(id: "x") { id } }')).toEqual({ reads: 1, records: 1 });
+    expect(price(`{ ${aliases(3, 'node(id: "x") { id ... on Record { value } }')} }`)).toEqual({ reads: 3, records: 3 });
+    const installId = '00000000-0000-4000-8000-0000000000a1';
+    const nsId = namespaceGlobalId(installId, 'ns');
+    const q = 'query($id: ID!) { node(id: $id) { ... on Install { namespaces { schema { version } } } } }';
+    expect(price(q, { id: installId.toUpperCase() }, { [`id:${installId}`]: 5 })).toEqual({ reads: 1 + 1 + 5, records: 1 });
+    expect(installRefsOf(compilePlan(schema, parse(q), undefined), { id: nsId }, limits)).toEqual([{ kind: 'id', id: installId }]);
+    expect(installRefsOf(compilePlan(schema, parse(q), undefined), { id: recordGlobalId(installId, 'ns', 'k') }, limits)).toEqual([{ kind: 'id', id: installId }]);
+    // A malformed id names no install: nothing is listed for it (the field is refused when it runs).
+    expect(installRefsOf(compilePlan(schema, parse(q), undefined), { id: 'rec_nonsense' }, limits)).toEqual([{ kind: 'id', id: '' }]);
+    // A Namespace from node() reads its usage like install.namespace(name); its pages as recordList.
+    expect(price('{ node(id: "x") { ... on Namespace { keyCount bytesUsed recordList(first: 10) { totalCount edges { node { key } } } } } }')).toEqual({
+      reads: 1 + 1 + 2,
+      records: 1 + 10,
+    });
+  });
+
+  it('totalCount is one more read per connection (not per edge); pageInfo is free', () => {
+    expect(price('{ recordList(namespace: "a") { totalCount } }')).toEqual({ reads: 2, records: 25 });
+    expect(price('{ recordList(namespace: "a", first: 100) { totalCount edges { node { id key } } pageInfo { hasPreviousPage startCursor } } }')).toEqual({ reads: 2, records: 100 });
+    expect(price(`{ ${aliases(40, 'recordList(namespace: "a", first: 1) { totalCount }')} }`)).toEqual({ reads: 80, records: 40 });
+    expect(price('{ install { namespaces { recordList { totalCount } } } }')).toEqual({ reads: 2 + 32 * 2, records: 32 * 25 });
+  });
+
   it('fragments count; fields merged by graphql-js (one response key) count once', () => {
     const q = `{ record(namespace: "a", key: "k") { key } ...F ... on Query { r2: record(namespace: "a", key: "j") { key } } }
       fragment F on Query { record(namespace: "a", key: "k") { value } records(namespace: "a", keys: ["x", "y"]) { key } }`;
@@ -196,6 +222,7 @@ describe('limits and rate units', () => {
 
 describe('RequestWork: database calls and returned bytes of one request', () => {
   const rec = (bytes: number): StoredRecord => ({
+    installId: '00000000-0000-4000-8000-000000000001',
     namespace: 'a',
     key: 'k',
     value: 'x'.repeat(bytes - 4),

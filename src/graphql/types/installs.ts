@@ -1,11 +1,11 @@
-import { checkNamespace } from '../../storage/limits.js';
 import type { AuditEvent } from '../../storage/audit.js';
 import type { InstallScope } from '../../storage/installs.js';
 import type { Usage } from '../../storage/usage.js';
 import type { QuotaSettings } from '../../config.js';
 import { builder } from '../builder.js';
 import { connectionType } from './connections.js';
-import { NamespaceRef } from './records.js';
+import { NodeRef } from './node.js';
+import { namespaceOf, NamespaceRef } from './records.js';
 
 const CapabilitiesRef = builder.objectRef<InstallScope>('StorageCapabilities').implement({
   description: 'What this install may do with storage.',
@@ -86,6 +86,7 @@ const AuditEventConnectionRef = connectionType('AuditEvent', AuditEventRef);
 export const InstallRef = builder.objectRef<InstallScope>('Install').implement({
   description:
     'One extension installed in one tenant: the unit that owns namespaces and records, with its capabilities, usage and quotas.',
+  interfaces: [NodeRef],
   fields: (t) => ({
     id: t.id({ description: "The install's UUID.", resolve: (s) => s.installId }),
     tenantId: t.id({ description: "The UUID of the tenant the install belongs to (forever).", resolve: (s) => s.tenantId }),
@@ -112,11 +113,7 @@ export const InstallRef = builder.objectRef<InstallScope>('Install').implement({
           description: 'The namespace name, ^[a-z0-9][a-z0-9._-]{0,63}$ (LimitExceeded "namespaceFormat" otherwise, a GraphQL error).',
         }),
       },
-      resolve: (scope, args, ctx) => {
-        ctx.storage.checkAccess(ctx.caller, scope, 'read', args.name);
-        checkNamespace(args.name);
-        return { scope, name: args.name };
-      },
+      resolve: (scope, args, ctx) => namespaceOf(ctx, scope, args.name),
     }),
     usage: t.field({
       type: UsageRef,

@@ -1,6 +1,17 @@
 import { builder } from '../builder.js';
+import type { GraphQLContext } from '../context.js';
 import { InstallConnectionRef, InstallRef } from './installs.js';
-import { loadRecordList, loadRecords, RecordConnectionRef, RecordRef } from './records.js';
+import { NodeRef } from './node.js';
+import { loadRecordList, loadRecords, namespaceOf, RecordConnectionRef, RecordRef } from './records.js';
+
+/** Query.record: the install checked for reading the namespace, then the key through the request's DataLoader. */
+async function recordOf(ctx: GraphQLContext, installId: string | null | undefined, namespace: string, key: string) {
+  const scope = await ctx.storage.resolveInstall(ctx.caller, installId, 'read', namespace);
+  return (await loadRecords(ctx, scope, namespace, [key]))[0] ?? null;
+}
+
+/** Query.install. */
+const installOf = (ctx: GraphQLContext, id: string | null | undefined) => ctx.storage.resolveInstall(ctx.caller, id, 'inspect');
 
 builder.queryFields((t) => ({
   install: t.field({
@@ -11,7 +22,7 @@ builder.queryFields((t) => ({
     args: {
       id: t.arg.id({ description: "The install's UUID; required for admins. An unknown install or one of another tenant is FORBIDDEN." }),
     },
-    resolve: (_r, args, ctx) => ctx.storage.resolveInstall(ctx.caller, args.id, 'inspect'),
+    resolve: (_r, args, ctx) => installOf(ctx, args.id),
   }),
   installs: t.field({
     type: InstallConnectionRef,
@@ -36,10 +47,7 @@ builder.queryFields((t) => ({
       key: t.arg.string({ required: true, description: 'The key to read.' }),
       installId: t.arg.id({ description: 'Admins: the install to read (required for them). Extensions and the Runner: omit it, or pass their own install id.' }),
     },
-    resolve: async (_r, args, ctx) => {
-      const scope = await ctx.storage.resolveInstall(ctx.caller, args.installId, 'read', args.namespace);
-      return (await loadRecords(ctx, scope, args.namespace, [args.key]))[0] ?? null;
-    },
+    resolve: (_r, args, ctx) => recordOf(ctx, args.installId, args.namespace, args.key),
   }),
   records: t.field({
     type: [RecordRef],
@@ -69,9 +77,27 @@ builder.queryFields((t) => ({
       after: t.arg.string({ description: "The previous page's endCursor; omitted: the first page." }),
       installId: t.arg.id({ description: 'Admins: the install to read (required for them). Extensions and the Runner: omit it, or pass their own install id.' }),
     },
-    resolve: async (_r, args, ctx) => {
+    resolve: async (_r, args, ctx, info) => {
       const scope = await ctx.storage.resolveInstall(ctx.caller, args.installId, 'read', args.namespace);
-      return loadRecordList(ctx, scope, args.namespace, args);
+      return loadRecordList(ctx, scope, args.namespace, args, info);
+    },
+  }),
+  node: t.field({
+    type: NodeRef,
+    nullable: true,
+    description: 'Any Install, Namespace or Record by its id, under the same access rules as the field that returned it.',
+    args: { id: t.arg.id({ required: true, description: 'An id exactly as the API returned it.' }) },
+    resolve: async (_r, args, ctx) => {
+      const ref = ctx.storage.decodeGlobalId(args.id);
+      switch (ref.type) {
+        case 'Install':
+          return installOf(ctx, ref.installId);
+        case 'Namespace':
+          // As install(id).namespace(name).
+          return namespaceOf(ctx, await installOf(ctx, ref.installId), ref.namespace);
+        case 'Record':
+          return recordOf(ctx, ref.installId, ref.namespace, ref.key);
+      }
     },
   }),
 }));

@@ -1,15 +1,25 @@
+import type { GraphQLResolveInfo } from 'graphql';
+import { checkNamespace } from '../../storage/limits.js';
 import type { InstallScope } from '../../storage/installs.js';
 import type { StoredRecord } from '../../storage/records.js';
 import type { NamespaceUsage } from '../../storage/usage.js';
 import type { NamespaceSchema } from '../../storage/schemas.js';
+import type { Page } from '../../storage/storage.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
+import { selectsRecordData } from '../selection.js';
 import { connectionType } from './connections.js';
+import { nodeId, NodeRef, type NamespaceShape } from './node.js';
+
+export type { NamespaceShape } from './node.js';
 
 export const RecordRef = builder.objectRef<StoredRecord>('Record').implement({
   description:
     'One stored JSON value under a key of a namespace, with its revision and metadata. Only live records are returned: an expired one reads as missing.',
+  interfaces: [NodeRef],
   fields: (t) => ({
+    id: t.id({ description: 'Stable for the key across revisions, so client caches update in place.', resolve: nodeId }),
+    installId: t.id({ description: "The install's UUID.", resolve: (r) => r.installId }),
     namespace: t.exposeString('namespace', { description: 'The namespace the record lives in.' }),
     key: t.exposeString('key', { description: 'The key: 1 to 256 Unicode code points, no control characters; `/` is allowed.' }),
     value: t.expose('value', { type: 'JSON', description: 'The stored JSON value (never null), as written; object key order is not preserved.' }),
@@ -29,7 +39,19 @@ export const RecordRef = builder.objectRef<StoredRecord>('Record').implement({
   }),
 });
 
-export const RecordConnectionRef = connectionType('Record', RecordRef);
+/** A page of records, and what totalCount counts (read only when selected). */
+export interface RecordPage extends Page<StoredRecord> {
+  count(): Promise<number>;
+}
+
+export const RecordConnectionRef = connectionType<StoredRecord, RecordPage>('Record', RecordRef);
+
+builder.objectField(RecordConnectionRef, 'totalCount', (t) =>
+  t.int({
+    description: 'Live records matching the prefix (the whole namespace without one), not just this page.',
+    resolve: (page) => page.count(),
+  }),
+);
 
 export const NamespaceSchemaRef = builder.objectRef<NamespaceSchema>('NamespaceSchema').implement({
   description: "One version of a namespace's JSON Schema; writes to the namespace are validated against the active one.",
@@ -42,12 +64,6 @@ export const NamespaceSchemaRef = builder.objectRef<NamespaceSchema>('NamespaceS
   }),
 });
 
-export interface NamespaceShape {
-  scope: InstallScope;
-  name: string;
-  usage?: NamespaceUsage;
-}
-
 /** Reads through the request's DataLoader, after access and key checks. */
 export async function loadRecords(ctx: GraphQLContext, scope: InstallScope, namespace: string, keys: readonly string[]) {
   ctx.storage.checkAccess(ctx.caller, scope, 'read', namespace);
@@ -59,16 +75,26 @@ export async function loadRecords(ctx: GraphQLContext, scope: InstallScope, name
   return records;
 }
 
+/** A recordList page, after access checks; values and metadata are read only when the query shows them. */
 export async function loadRecordList(
   ctx: GraphQLContext,
   scope: InstallScope,
   namespace: string,
   args: { prefix?: string | null; first?: number | null; after?: string | null },
-) {
+  info: GraphQLResolveInfo,
+): Promise<RecordPage> {
   ctx.storage.checkAccess(ctx.caller, scope, 'read', namespace);
-  const page = await ctx.work.read(() => ctx.storage.listRecords(scope, namespace, args));
+  const columns = selectsRecordData(info) ? 'all' : 'keysOnly';
+  const page = await ctx.work.read(() => ctx.storage.listRecords(scope, namespace, { ...args, columns }));
   ctx.work.returned(page.items);
-  return page;
+  return { ...page, count: () => ctx.work.read(() => ctx.storage.countRecords(scope, namespace, args.prefix)) };
+}
+
+/** A namespace by name of an install already resolved (Install.namespace, and node() for a namespace id). */
+export function namespaceOf(ctx: GraphQLContext, scope: InstallScope, name: string): NamespaceShape {
+  ctx.storage.checkAccess(ctx.caller, scope, 'read', name);
+  checkNamespace(name);
+  return { scope, name };
 }
 
 /** One usage read per Namespace object, shared by keyCount and bytesUsed (the cost model prices it once). */
@@ -87,7 +113,9 @@ function usageOf(ctx: GraphQLContext, ns: NamespaceShape): Promise<NamespaceUsag
 export const NamespaceRef = builder.objectRef<NamespaceShape>('Namespace').implement({
   description:
     "A named group of records of one install, created by its first write; it exists while it holds a live record. Name: ^[a-z0-9][a-z0-9._-]{0,63}$.",
+  interfaces: [NodeRef],
   fields: (t) => ({
+    id: t.id({ description: 'Opaque; names the install and the namespace. Query.node(id) returns the namespace again.', resolve: nodeId }),
     name: t.exposeString('name', { description: "The namespace's name." }),
     keyCount: t.int({
       description: 'Live records in the namespace (expired ones never count); the quota is Quota.maxKeysPerNamespace.',
@@ -129,7 +157,7 @@ export const NamespaceRef = builder.objectRef<NamespaceShape>('Namespace').imple
         first: t.arg.int({ defaultValue: 25, description: 'Page size, 1 to 100 (LimitExceeded "pageSize" otherwise, a GraphQL error).' }),
         after: t.arg.string({ description: "The previous page's endCursor; omitted: the first page." }),
       },
-      resolve: (ns, args, ctx) => loadRecordList(ctx, ns.scope, ns.name, args),
+      resolve: (ns, args, ctx, info) => loadRecordList(ctx, ns.scope, ns.name, args, info),
     }),
   }),
 });
