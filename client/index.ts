@@ -3,8 +3,11 @@
  * extension JWT), the Runner (x-runner-auth + x-install-id) and admin tools (admin JWT).
  *
  * Browser-safe: it uses only `fetch` (no Node built-ins, no graphql-js at run time). Every method
- * resolves to a result value, never throws for a storage, GraphQL or transport error:
+ * resolves to a result value, never throws for a storage, GraphQL, transport or local error:
  * `{ ok: true, ... } | { ok: false, error }`, where `error.code` tells the kinds apart.
+ * NETWORK_ERROR means a request was attempted and fetch failed (worth retrying); CLIENT_ERROR means
+ * nothing was sent because the call could not be made here (a throwing token function, variables
+ * that are not JSON, NaN or Infinity included), and retrying it would fail the same way.
  *
  * The documents come from client/operations/*.graphql, typed by `npm run codegen` (client/generated/).
  */
@@ -99,7 +102,23 @@ export interface TransportError {
   cause?: unknown;
 }
 
+/**
+ * Nothing was sent: the request could not be made here. The token function threw or rejected,
+ * the variables cannot be JSON (a BigInt, a cycle, a throwing toJSON, or a number JSON has no
+ * spelling for: NaN, Infinity, -Infinity, anywhere in a value or metadata), or an `update`
+ * updater threw. Not a network failure: code that retries on NETWORK_ERROR must not retry this
+ * (the same call fails the same way). `message` says what failed, with the cause's message;
+ * `cause` is what was thrown.
+ */
+export interface ClientError {
+  code: 'CLIENT_ERROR';
+  message: string;
+  status: null;
+  cause?: unknown;
+}
+
 export type StorageClientError =
+  | ClientError
   | RevisionMismatchError
   | QuotaExceededError
   | LimitExceededError
@@ -249,6 +268,21 @@ function fromResultUnion(e: StorageErrorFieldsFragment): StorageClientError {
 
 const fail = (error: StorageClientError): Failure => ({ ok: false, error });
 
+function clientError(what: string, cause: unknown): ClientError {
+  const reason = cause instanceof Error ? cause.message : typeof cause === 'string' ? cause : String(cause);
+  return { code: 'CLIENT_ERROR', message: `${what}: ${reason}`, status: null, cause };
+}
+
+/**
+ * JSON.stringify's replacer: JSON has no NaN or Infinity, and JSON.stringify would quietly send
+ * null instead (a value the caller never wrote). Refused instead, naming the property.
+ */
+function refuseNonJsonNumbers(this: unknown, key: string, value: unknown): unknown {
+  const n = typeof value === 'number' ? value : value instanceof Number ? value.valueOf() : null;
+  if (n !== null && !Number.isFinite(n)) throw new TypeError(`${n} (at ${key === '' ? 'the top level' : JSON.stringify(key)}) is not a JSON number`);
+  return value;
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -277,27 +311,40 @@ export function createStorageClient(options: StorageClientOptions, fetchImpl?: F
     document: TypedDocumentString<TResult, TVariables>,
     variables: TVariables,
   ): Promise<{ ok: true; data: TResult } | Failure> {
+    // Everything that can fail before sending fails here, as CLIENT_ERROR: nothing is sent.
+    let body: string;
+    try {
+      body = JSON.stringify({ query: document.toString(), variables }, refuseNonJsonNumbers);
+    } catch (cause) {
+      return fail(clientError('the variables cannot be sent as JSON', cause));
+    }
+    let requestHeaders: Record<string, string>;
+    try {
+      requestHeaders = await headers();
+    } catch (cause) {
+      return fail(clientError('the token function failed', cause));
+    }
     let response: Response;
     try {
-      response = await doFetch(endpoint, { method: 'POST', headers: await headers(), body: JSON.stringify({ query: document.toString(), variables }) });
+      response = await doFetch(endpoint, { method: 'POST', headers: requestHeaders, body });
     } catch (cause) {
       return fail({ code: 'NETWORK_ERROR', message: cause instanceof Error ? cause.message : 'the request failed', status: null, cause });
     }
-    let body: { data?: TResult | null; errors?: GraphQLErrorJson[] };
+    let answer: { data?: TResult | null; errors?: GraphQLErrorJson[] };
     try {
-      body = (await response.json()) as typeof body;
+      answer = (await response.json()) as typeof answer;
     } catch (cause) {
       return fail({ code: 'BAD_RESPONSE', message: `HTTP ${response.status}: the answer is not JSON`, status: response.status, cause });
     }
-    if (typeof body !== 'object' || body === null) {
+    if (typeof answer !== 'object' || answer === null) {
       return fail({ code: 'BAD_RESPONSE', message: `HTTP ${response.status}: not a GraphQL response`, status: response.status });
     }
-    const first = Array.isArray(body.errors) ? body.errors[0] : undefined;
+    const first = Array.isArray(answer.errors) ? answer.errors[0] : undefined;
     if (first) return fail(fromGraphQLError(first, response.status, response.headers.get('retry-after')));
-    if (body.data === undefined || body.data === null) {
+    if (answer.data === undefined || answer.data === null) {
       return fail({ code: 'BAD_RESPONSE', message: `HTTP ${response.status}: a GraphQL response without data`, status: response.status });
     }
-    return { ok: true, data: body.data };
+    return { ok: true, data: answer.data };
   }
 
   const client: StorageClient = {
@@ -357,7 +404,12 @@ export function createStorageClient(options: StorageClientOptions, fetchImpl?: F
         const read = await client.get(namespace, key);
         if (!read.ok) return read;
         const current = read.record;
-        const value = await fn(current === null ? undefined : current.value, current);
+        let value: unknown;
+        try {
+          value = await fn(current === null ? undefined : current.value, current);
+        } catch (cause) {
+          return fail(clientError('the updater failed', cause));
+        }
         const written = await client.put(namespace, key, value, {
           metadata: opts.metadata ?? (current?.metadata as Record<string, unknown> | undefined),
           ttlSeconds: opts.ttlSeconds,

@@ -1,4 +1,6 @@
 import type { ServerResponse } from 'node:http';
+import { processRegularResult, type Plugin } from 'graphql-yoga';
+import Negotiator from 'negotiator';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
@@ -9,65 +11,109 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 const GRAPHQL_RESPONSE_JSON = 'application/graphql-response+json';
 const JSON_TYPE = 'application/json';
 
-interface AcceptRange {
-  type: string;
-  subtype: string;
-  q: number;
-  index: number;
+type GraphQLMediaType = typeof JSON_TYPE | typeof GRAPHQL_RESPONSE_JSON;
+
+/** Only the first ranges of an Accept header are negotiated, and only those within its first characters. */
+const MAX_ACCEPT_RANGES = 32;
+const MAX_ACCEPT_CHARS = 512;
+
+/**
+ * The ranges of `accept` that are negotiated. negotiator's work grows with the number of ranges
+ * (about 2 µs each: 16 KiB of `a/b,` cost 7 ms, for a request any caller can send without a
+ * credential); a real header has a handful. A cut inside a quoted parameter only spoils the last range.
+ */
+function boundedAccept(accept: string): string {
+  let end = Math.min(accept.length, MAX_ACCEPT_CHARS);
+  let comma = -1;
+  for (let ranges = 0; ranges < MAX_ACCEPT_RANGES; ranges++) {
+    comma = accept.indexOf(',', comma + 1);
+    if (comma < 0 || comma >= end) return accept.length <= end ? accept : accept.slice(0, Math.max(0, accept.lastIndexOf(',', end)));
+  }
+  end = Math.min(end, comma);
+  return accept.slice(0, end);
 }
 
-function parseAccept(accept: string): AcceptRange[] {
-  const ranges: AcceptRange[] = [];
-  const parts = accept.split(',');
-  // A header of thousands of ranges is the caller's problem, not ours: look at the first 64.
-  for (let index = 0; index < parts.length && index < 64; index++) {
-    const [range = '', ...params] = parts[index]!.split(';').map((p) => p.trim().toLowerCase());
-    const slash = range.indexOf('/');
-    if (slash <= 0 || slash === range.length - 1) continue;
-    let q = 1;
-    let usable = true;
-    for (const param of params) {
-      const [name, value = ''] = param.split('=').map((p) => p.trim());
-      if (name === 'q') {
-        q = /^(0(\.\d{0,3})?|1(\.0{0,3})?)$/.test(value) ? Number(value) : NaN;
-        if (Number.isNaN(q)) usable = false;
-      }
-      // Only UTF-8 is ever sent (as Yoga does): a range asking for another charset does not match.
-      if (name === 'charset' && value.replace(/"/g, '') !== 'utf-8') usable = false;
-    }
-    if (usable) ranges.push({ type: range.slice(0, slash), subtype: range.slice(slash + 1), q, index });
-  }
-  return ranges;
-}
+/** Accept headers already decided (bounded: see graphqlMediaType). */
+const decided = new Map<string, GraphQLMediaType | null>();
 
-/** The q, specificity and position of the most specific range matching `mediaType`, or null. */
-function matchOf(ranges: AcceptRange[], mediaType: string): { q: number; specificity: number; index: number } | null {
-  const [type, subtype] = mediaType.split('/') as [string, string];
-  let best: { q: number; specificity: number; index: number } | null = null;
-  for (const r of ranges) {
-    const specificity = r.type === type && r.subtype === subtype ? 3 : r.type === type && r.subtype === '*' ? 2 : r.type === '*' && r.subtype === '*' ? 1 : 0;
-    if (specificity > 0 && (!best || specificity > best.specificity)) best = { q: r.q, specificity, index: r.index };
+/**
+ * What a GraphQL answer can be, in the order a tie is broken (a wildcard range or no Accept:
+ * application/json, as Yoga answers). The charset parameter makes a range asking for another
+ * charset not match: only UTF-8 is ever sent, as Yoga does.
+ */
+const GRAPHQL_TYPES = [`${JSON_TYPE}; charset=utf-8`, `${GRAPHQL_RESPONSE_JSON}; charset=utf-8`] as const;
+
+/**
+ * The media type of a GraphQL JSON answer for this Accept header (contract, "Errors and content
+ * types"), decided by `negotiator`: the acceptable one with the highest q; on a tie the more
+ * specific range, then the one listed first, then application/json. Null when neither is
+ * acceptable (only text/event-stream, text/html, q=0, …).
+ *
+ * Executed requests use it too (useGraphQLMediaType), so a refusal and an answer agree.
+ */
+export function graphqlMediaType(accept: string | null | undefined): GraphQLMediaType | null {
+  if (accept === null || accept === undefined) return JSON_TYPE;
+  const known = decided.get(accept);
+  if (known !== undefined) return known;
+  const head = boundedAccept(accept);
+  let best: string | undefined;
+  try {
+    best = new Negotiator({ headers: { accept: head } }).mediaType(GRAPHQL_TYPES);
+  } catch {
+    // A header the parser cannot read at all: as if it asked for nothing we have.
+    best = undefined;
   }
-  return best;
+  const type = best === GRAPHQL_TYPES[1] ? GRAPHQL_RESPONSE_JSON : best === GRAPHQL_TYPES[0] ? JSON_TYPE : null;
+  // Clients send the same few headers: remembered, bounded (a flood of distinct ones just clears it).
+  if (head === accept) {
+    if (decided.size >= 64) decided.clear();
+    decided.set(accept, type);
+  }
+  return type;
 }
 
 /**
- * The media type a GraphQL response would have for this Accept header (contract, "Errors and
- * content types"): the acceptable one with the highest q; on a tie the more specific range, then
- * the one listed first, then application/json. Nothing acceptable (only text/event-stream,
- * text/html, …) gets application/json: a refusal must still be readable.
+ * The media type of a refusal before execution: the one a GraphQL answer would have, and
+ * application/json when nothing GraphQL can answer is acceptable (a refusal must still be readable).
  */
-export function refusalMediaType(accept: string | undefined): string {
-  if (!accept) return JSON_TYPE;
-  const ranges = parseAccept(accept);
-  const spec = matchOf(ranges, GRAPHQL_RESPONSE_JSON);
-  const json = matchOf(ranges, JSON_TYPE);
-  if (!spec || spec.q <= 0) return JSON_TYPE;
-  if (!json || json.q <= 0) return GRAPHQL_RESPONSE_JSON;
-  if (spec.q !== json.q) return spec.q > json.q ? GRAPHQL_RESPONSE_JSON : JSON_TYPE;
-  if (spec.specificity !== json.specificity) return spec.specificity > json.specificity ? GRAPHQL_RESPONSE_JSON : JSON_TYPE;
-  return spec.index < json.index ? GRAPHQL_RESPONSE_JSON : JSON_TYPE;
+export function refusalMediaType(accept: string | undefined): GraphQLMediaType {
+  return graphqlMediaType(accept) ?? JSON_TYPE;
 }
+
+/** The statuses of the contract's refusals before execution ("Errors and content types"). */
+const REFUSAL_STATUSES = new Set([401, 403, 405, 413, 415, 429, 503]);
+
+/** A result that is a refusal before execution raised inside Yoga (the priced 429, a 503): no data, an error with such a status. */
+function isRefusal(result: unknown): boolean {
+  if (typeof result !== 'object' || result === null || Symbol.asyncIterator in result) return false;
+  const { data, errors } = result as { data?: unknown; errors?: ReadonlyArray<{ extensions?: { http?: { status?: unknown } } }> };
+  return data == null && Array.isArray(errors) && errors.some((e) => REFUSAL_STATUSES.has(e?.extensions?.http?.status as number));
+}
+
+/**
+ * Yoga plugin: a regular (non-streamed) GraphQL answer takes the media type graphqlMediaType
+ * chooses. Yoga's own choice ignores q-values (the first listed range wins), so
+ * `application/graphql-response+json;q=0.5, application/json;q=0.9` was answered
+ * application/graphql-response+json while its refusals were application/json. A refusal raised
+ * inside Yoga (the priced 429) is answered like the ones before it, as JSON even when only
+ * text/event-stream is accepted. Other streams (SSE, multipart) are left as Yoga decides, and so
+ * is a 406 when neither JSON type is acceptable either.
+ */
+export const useGraphQLMediaType: Plugin = {
+  onResultProcess({ request, result, resultProcessor, setResultProcessor }) {
+    const accept = request.headers.get('accept') ?? undefined;
+    if (!resultProcessor) {
+      // Yoga found nothing acceptable, but a range it cannot read is (`charset="UTF-8"`, quoted): answer it, not 406.
+      const mediaType = graphqlMediaType(accept);
+      if (mediaType && !(typeof result === 'object' && result !== null && Symbol.asyncIterator in result)) setResultProcessor(processRegularResult, mediaType);
+      return;
+    }
+    if (resultProcessor !== processRegularResult && !isRefusal(result)) return;
+    // Where no JSON type is acceptable (`application/json;q=0, text/event-stream`) but Yoga chose
+    // JSON anyway, or for a refusal: application/json, as for the refusals before Yoga.
+    setResultProcessor(processRegularResult, refusalMediaType(accept));
+  },
+};
 
 /**
  * A GraphQL-shaped error response for requests refused before execution, in the media type the

@@ -27,7 +27,7 @@ import { answerOf, createFastPath, fastPathParams } from './graphql-fast-path.js
 import { clipForLog, errorForLog } from './log-fields.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { ADMISSION_UNITS, FairPool, InflightLimiter, RateLimiter } from './rate-limit.js';
-import { sendGraphQLError, sendJson } from './respond.js';
+import { sendGraphQLError, sendJson, useGraphQLMediaType } from './respond.js';
 import { handleRunnerRequest, RUNNER_PATH } from './runner-protocol.js';
 
 export interface App {
@@ -206,6 +206,8 @@ export function createApp(opts: AppOptions): App {
       useJitQueries(),
       // After jit: it wraps the executor that actually runs.
       useResponsePool(responsePool, () => metrics.rateLimited.inc()),
+      // q-values decide between application/json and application/graphql-response+json, as for refusals.
+      useGraphQLMediaType,
     ],
   });
   const fastPath = createFastPath(yoga);

@@ -9,7 +9,9 @@ import {
   type StorageClient,
   type StorageClientError,
   type StorageRecord,
+  type TokenSource,
 } from '../../client/index.js';
+import { scrape, valueOf } from '../observability/prometheus.js';
 import { startTestApp, type TestApp, type TestInstall } from '../support/app.js';
 
 let t: TestApp;
@@ -196,6 +198,108 @@ describe('client: typed errors come back as values', () => {
     } finally {
       await limited.close();
     }
+  });
+});
+
+describe('client: local failures are CLIENT_ERROR and send nothing', () => {
+  /** A client whose fetch is the real one, counted; and the server's own count of GraphQL requests. */
+  async function counted(token: TokenSource) {
+    let sent = 0;
+    const c = createStorageClient({ url: t.url, token }, (input, init) => {
+      sent++;
+      return fetch(input, init);
+    });
+    const served = async () => valueOf(await scrape(t.url), 'ext_storage_http_requests_total', { route: 'graphql' });
+    return { c, sent: () => sent, served };
+  }
+
+  function expectLocal(result: { ok: true } | Failure, causeMessage: RegExp): void {
+    const error = failed(result);
+    expect(error).toMatchObject({ code: 'CLIENT_ERROR', status: null });
+    expect(error.message).toMatch(causeMessage);
+    expect((error as { cause?: unknown }).cause).toBeDefined();
+  }
+
+  it('a token function that throws, or rejects: nothing sent, the cause in the message', async () => {
+    const sync = await counted(() => {
+      throw new Error('token store locked');
+    });
+    const before = await sync.served();
+    expectLocal(await sync.c.get('prefs', 'theme'), /token store locked/);
+    const async = await counted(async () => Promise.reject(new Error('refresh endpoint said no')));
+    expectLocal(await async.c.put('prefs', 'x', 1), /refresh endpoint said no/);
+    expect((failed(await async.c.put('prefs', 'x', 1)) as { cause?: unknown }).cause).toBeInstanceOf(Error);
+    expect([sync.sent(), async.sent()]).toEqual([0, 0]);
+    expect(await sync.served()).toBe(before);
+  });
+
+  it('a BigInt or a cycle in a value or metadata: nothing sent', async () => {
+    const { c, sent, served } = await counted(await install.token());
+    const before = await served();
+    const cyclic: Record<string, unknown> = { a: 1 };
+    cyclic.self = cyclic;
+    expectLocal(await c.put('prefs', 'big', { n: 10n }), /BigInt/i);
+    expectLocal(await c.put('prefs', 'cyclic', cyclic), /circular|cyclic/i);
+    expectLocal(await c.put('prefs', 'cyclic-meta', 1, { metadata: { loop: cyclic } }), /circular|cyclic/i);
+    expectLocal(await c.bulkPut('prefs', [{ key: 'ok', value: 1 }, { key: 'big', value: [1n] }]), /BigInt/i);
+    expect(sent()).toBe(0);
+    expect(await served()).toBe(before);
+  });
+
+  it('NaN, Infinity and -Infinity anywhere in variables are refused, not sent as null', async () => {
+    const { c, sent, served } = await counted(await install.token());
+    const before = await served();
+    const cases: Array<[string, () => Promise<{ ok: true } | Failure>, RegExp]> = [
+      ['value', () => c.put('prefs', 'nan', NaN), /NaN/],
+      ['nested value', () => c.put('prefs', 'nan', { a: [1, { b: Infinity }] }), /Infinity.*"b"/],
+      ['metadata', () => c.put('prefs', 'nan', 1, { metadata: { score: -Infinity } }), /-Infinity.*"score"/],
+      ['a boxed number', () => c.put('prefs', 'nan', { n: new Number(NaN) }), /NaN/],
+      ['a bulk item', () => c.bulkPut('prefs', [{ key: 'a', value: 1 }, { key: 'nan', value: { x: [NaN] } }]), /NaN/],
+      ['ttlSeconds', () => c.put('prefs', 'nan', 1, { ttlSeconds: NaN }), /NaN/],
+      ['update', () => c.update('prefs', 'nan', () => ({ x: NaN })), /NaN/],
+    ];
+    for (const [what, call, message] of cases) {
+      const result = await call();
+      expect(failed(result).code, what).toBe('CLIENT_ERROR');
+      expect(failed(result).message, what).toMatch(message);
+    }
+    // update read the record (one request) and sent no write; nothing else was sent.
+    expect(sent()).toBe(1);
+    expect(await served()).toBe(before + 1);
+    expect(ok(await client.get('prefs', 'nan')).record).toBeNull();
+    expect(ok(await client.get('prefs', 'a')).record).toBeNull();
+  });
+
+  it('an update whose updater throws is CLIENT_ERROR, and the write is not sent', async () => {
+    const { c, sent } = await counted(await install.token());
+    expectLocal(
+      await c.update('prefs', 'never', () => {
+        throw new Error('cannot compute');
+      }),
+      /cannot compute/,
+    );
+    expect(sent()).toBe(1);
+    expect(ok(await client.get('prefs', 'never')).record).toBeNull();
+  });
+
+  it('finite numbers still go through (control), and a real network failure is still NETWORK_ERROR', async () => {
+    const { c, sent } = await counted(await install.token());
+    expect(ok(await c.put('prefs', 'finite', { max: Number.MAX_VALUE, min: -Number.MAX_VALUE, tiny: Number.MIN_VALUE, zero: -0 })).record.value).toEqual({
+      max: Number.MAX_VALUE,
+      min: -Number.MAX_VALUE,
+      tiny: Number.MIN_VALUE,
+      zero: 0,
+    });
+    expect(sent()).toBe(1);
+    const closed = await startClosedPort();
+    let attempts = 0;
+    const offline = createStorageClient({ url: `http://127.0.0.1:${closed}`, token: await install.token() }, (input, init) => {
+      attempts++;
+      return fetch(input, init);
+    });
+    const error = failed(await offline.put('prefs', 'x', 1));
+    expect(error).toMatchObject({ code: 'NETWORK_ERROR', status: null });
+    expect(attempts).toBe(1);
   });
 });
 
