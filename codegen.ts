@@ -32,6 +32,26 @@ const config: CodegenConfig = {
         },
       },
     },
+    // Which concrete types each interface and union has, for normalized caches (Apollo Client's
+    // InMemoryCache, urql Graphcache): without it `... on StorageError { code message }` is dropped.
+    'client/generated/possible-types.ts': {
+      plugins: ['fragment-matcher'],
+      config: {
+        apolloClientVersion: 3,
+        useExplicitTyping: true,
+      },
+    },
+    // The schema's shape (types, fields, nullability; no descriptions) for urql Graphcache: with it,
+    // Graphcache matches fragments on interfaces and unions exactly and writes no field of a
+    // fragment that does not apply (possibleTypes alone still leaves it guessing on writes).
+    'client/generated/graphcache-schema.ts': {
+      plugins: ['urql-introspection'],
+      config: {
+        module: 'es2015',
+        // A type-only import of graphql's IntrospectionQuery: erased, so still no graphql-js at run time.
+        useTypeImports: true,
+      },
+    },
   },
 };
 

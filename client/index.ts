@@ -424,3 +424,14 @@ export function createStorageClient(options: StorageClientOptions, fetchImpl?: F
   };
   return client;
 }
+
+// ------------------------------------------------------------------ normalized caches (Apollo Client, urql Graphcache)
+
+export {
+  apolloTypePolicies,
+  embeddedTypes,
+  graphcacheOptions,
+  possibleTypes,
+  removeRecordFromGraphcache,
+  type GraphcacheLike,
+} from './cache.js';

@@ -90,7 +90,7 @@ export type BulkPutRecordsMutationVariables = Exact<{
 
 
 export type BulkPutRecordsMutation = { bulkPutRecords:
-    | { __typename: 'BulkPutRecordsSuccess', records: Array<{ namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string }> }
+    | { __typename: 'BulkPutRecordsSuccess', records: Array<{ __typename: 'Record', id: string, installId: string, namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string }> }
     | { __typename: 'LimitExceeded', limit: string, max: number | null, actual: number | null, itemIndex: number | null, code: StorageErrorCode, message: string }
     | { __typename: 'QuotaExceeded', quota: string, allowed: number, used: number, itemIndex: number | null, code: StorageErrorCode, message: string }
     | { __typename: 'RevisionMismatch', namespace: string, key: string, expectedRevision: number, currentRevision: number | null, code: StorageErrorCode, message: string }
@@ -108,7 +108,7 @@ export type DeleteRecordMutation = { deleteRecord:
     | { __typename: 'RevisionMismatch', namespace: string, key: string, expectedRevision: number, currentRevision: number | null, code: StorageErrorCode, message: string }
    };
 
-export type StorageRecordFragment = { namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string };
+export type StorageRecordFragment = { __typename: 'Record', id: string, installId: string, namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string };
 
 type StorageErrorFields_LimitExceeded_Fragment = { __typename: 'LimitExceeded', limit: string, max: number | null, actual: number | null, itemIndex: number | null, code: StorageErrorCode, message: string };
 
@@ -132,7 +132,7 @@ export type GetRecordQueryVariables = Exact<{
 }>;
 
 
-export type GetRecordQuery = { record: { namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string } | null };
+export type GetRecordQuery = { record: { __typename: 'Record', id: string, installId: string, namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string } | null };
 
 export type GetRecordsQueryVariables = Exact<{
   namespace: string;
@@ -141,7 +141,7 @@ export type GetRecordsQueryVariables = Exact<{
 }>;
 
 
-export type GetRecordsQuery = { records: Array<{ namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string } | null> };
+export type GetRecordsQuery = { records: Array<{ __typename: 'Record', id: string, installId: string, namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string } | null> };
 
 export type ListRecordsQueryVariables = Exact<{
   namespace: string;
@@ -152,7 +152,7 @@ export type ListRecordsQueryVariables = Exact<{
 }>;
 
 
-export type ListRecordsQuery = { recordList: { edges: Array<{ node: { namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string } }>, pageInfo: { hasNextPage: boolean, endCursor: string | null } } };
+export type ListRecordsQuery = { recordList: { __typename: 'RecordConnection', edges: Array<{ cursor: string, node: { __typename: 'Record', id: string, installId: string, namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string } }>, pageInfo: { hasNextPage: boolean, endCursor: string | null, hasPreviousPage: boolean, startCursor: string | null } } };
 
 export type PutRecordMutationVariables = Exact<{
   input: PutRecordInput;
@@ -161,7 +161,7 @@ export type PutRecordMutationVariables = Exact<{
 
 export type PutRecordMutation = { putRecord:
     | { __typename: 'LimitExceeded', limit: string, max: number | null, actual: number | null, itemIndex: number | null, code: StorageErrorCode, message: string }
-    | { __typename: 'PutRecordSuccess', record: { namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string } }
+    | { __typename: 'PutRecordSuccess', record: { __typename: 'Record', id: string, installId: string, namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string } }
     | { __typename: 'QuotaExceeded', quota: string, allowed: number, used: number, itemIndex: number | null, code: StorageErrorCode, message: string }
     | { __typename: 'RevisionMismatch', namespace: string, key: string, expectedRevision: number, currentRevision: number | null, code: StorageErrorCode, message: string }
     | { __typename: 'ValidationFailed', schemaVersion: number | null, code: StorageErrorCode, message: string, issues: Array<{ path: string, message: string, keyword: string }> }
@@ -187,6 +187,9 @@ export class TypedDocumentString<TResult, TVariables>
 }
 export const StorageRecordFragmentDoc = new TypedDocumentString(`
     fragment StorageRecord on Record {
+  __typename
+  id
+  installId
   namespace
   key
   value
@@ -246,6 +249,9 @@ export const BulkPutRecordsDocument = new TypedDocumentString(`
   }
 }
     fragment StorageRecord on Record {
+  __typename
+  id
+  installId
   namespace
   key
   value
@@ -339,6 +345,9 @@ export const GetRecordDocument = new TypedDocumentString(`
   }
 }
     fragment StorageRecord on Record {
+  __typename
+  id
+  installId
   namespace
   key
   value
@@ -356,6 +365,9 @@ export const GetRecordsDocument = new TypedDocumentString(`
   }
 }
     fragment StorageRecord on Record {
+  __typename
+  id
+  installId
   namespace
   key
   value
@@ -375,7 +387,9 @@ export const ListRecordsDocument = new TypedDocumentString(`
     after: $after
     installId: $installId
   ) {
+    __typename
     edges {
+      cursor
       node {
         ...StorageRecord
       }
@@ -383,10 +397,15 @@ export const ListRecordsDocument = new TypedDocumentString(`
     pageInfo {
       hasNextPage
       endCursor
+      hasPreviousPage
+      startCursor
     }
   }
 }
     fragment StorageRecord on Record {
+  __typename
+  id
+  installId
   namespace
   key
   value
@@ -412,6 +431,9 @@ export const PutRecordDocument = new TypedDocumentString(`
   }
 }
     fragment StorageRecord on Record {
+  __typename
+  id
+  installId
   namespace
   key
   value

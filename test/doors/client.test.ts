@@ -442,7 +442,21 @@ describe('client: browser-safe', () => {
     const result = await build({ entryPoints: ['client/index.ts'], bundle: true, format: 'esm', platform: 'browser', write: false, metafile: true, logLevel: 'silent' });
     const inputs = Object.keys(result.metafile.inputs);
     expect(inputs.filter((i) => i.includes('node_modules'))).toEqual([]);
-    expect(inputs.sort()).toEqual(['client/generated/graphql.ts', 'client/index.ts']);
+    expect(inputs.sort()).toEqual(['client/cache.ts', 'client/generated/graphcache-schema.ts', 'client/generated/graphql.ts', 'client/generated/possible-types.ts', 'client/index.ts']);
     expect(result.outputFiles[0]!.text).not.toMatch(/\brequire\(|from "node:/);
+  });
+
+  it('an app that uses only createStorageClient bundles none of the cache configuration (Apollo, urql)', async () => {
+    const result = await build({
+      stdin: { contents: "export { createStorageClient } from './client/index.js';", resolveDir: process.cwd(), loader: 'ts' },
+      bundle: true,
+      format: 'esm',
+      platform: 'browser',
+      write: false,
+      logLevel: 'silent',
+    });
+    const text = result.outputFiles[0]!.text;
+    expect(text).toMatch(/createStorageClient/);
+    expect(text).not.toMatch(/__schema|StorageError"|relayStylePagination|relayPagination/);
   });
 });

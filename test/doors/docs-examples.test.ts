@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { build } from 'esbuild';
+import { parse } from 'graphql';
 import { jwtVerify } from 'jose';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -80,7 +81,8 @@ async function verify(token: string) {
 
 /** Type-checks a TypeScript example as a user of the client would compile it (strict, NodeNext). */
 function typeCheck(name: string, code: string): string[] {
-  const dir = mkdtempSync(join(tmpdir(), 'doc-example-'));
+  // Under node_modules, so that the example's package imports (Apollo, urql) resolve as in an app.
+  const dir = mkdtempSync(join(root, 'node_modules', '.doc-example-'));
   try {
     const file = join(dir, `${name}.mts`);
     writeFileSync(file, code.replaceAll("'./client/index.js'", JSON.stringify(join(root, 'client/index.js'))));
@@ -157,6 +159,20 @@ const checks: Record<string, Check> = {
   'sdk-put': (out) => {
     // The page's client example created settings/theme first; this unconditional put replaces it.
     expect(json(out).data.putRecord).toEqual({ __typename: 'PutRecordSuccess', record: { key: 'theme', value: { mode: 'dark' }, revision: 2 } });
+  },
+
+  'sdk-caches': async (_, example) => {
+    expect(typeCheck(example.name, example.code)).toEqual([]);
+    const mod = await load(example.name, example.code);
+    const apollo = (mod.apolloFor as (url: string, token: string) => { mutate(o: { mutation: unknown }): Promise<{ data?: unknown }> })(t.url, env.TOKEN!);
+    const urql = (mod.urqlFor as (url: string, token: string) => { mutation(q: string, v: object): { toPromise(): Promise<{ data?: unknown }> } })(t.url, env.TOKEN!);
+    // settings/theme is at revision 2 (sdk-client, then sdk-put): a create-only put is a RevisionMismatch
+    // whose fields arrive through both caches.
+    const mutation = `mutation { putRecord(input: {namespace: "settings", key: "theme", value: 1, ifRevision: 0}) {
+      __typename ... on StorageError { code message } ... on RevisionMismatch { currentRevision } } }`;
+    const expected = { putRecord: { __typename: 'RevisionMismatch', code: 'REVISION_MISMATCH', message: expect.any(String), currentRevision: 2 } };
+    expect((await apollo.mutate({ mutation: parse(mutation) })).data).toEqual(expected);
+    expect((await urql.mutation(mutation, {}).toPromise()).data).toEqual(expected);
   },
 
   'runner-graphql-put': (out) => {
