@@ -1,7 +1,7 @@
 /**
  * The response budget during execution (contract, "Cost, fairness and availability"): the value and
  * metadata bytes of every record a request returns are counted as it runs (a record under two
- * aliases counts twice); past STORAGE_MAX_RESPONSE_BYTES the request stops with HTTP 200,
+ * aliases counts twice; a keys-only page loads, and counts, none); past STORAGE_MAX_RESPONSE_BYTES the request stops with HTTP 200,
  * `data: null` and one RESPONSE_TOO_LARGE error. Each shape runs three times: the third run is
  * executed by graphql-jit (src/graphql/jit.ts), which must stop the same way.
  */
@@ -132,10 +132,20 @@ describe('a 1 MiB budget (STORAGE_MAX_RESPONSE_BYTES)', () => {
     for (let i = 0; i < 3; i++) expectTooLarge(await run(t, token, 'query($k: [String!]!) { records(namespace: "ten", keys: $k) { key } }', { k }), MiB);
   });
 
-  it('metadata bytes count like value bytes, whatever the fields selected', async () => {
-    const page = 'recordList(namespace: "meta", first: 100) { edges { node { key } } }';
+  it('metadata bytes count like value bytes', async () => {
+    const page = 'recordList(namespace: "meta", first: 100) { edges { node { key metadata } } }';
     expect(dataOf(await run(t, token, `{ ${aliases(2, page)} }`)).a1.edges).toHaveLength(100);
     for (let i = 0; i < 3; i++) expectTooLarge(await run(t, token, `{ ${aliases(3, page)} }`), MiB);
+  });
+
+  it('a keys-only page loads neither value nor metadata, so it charges nothing (contract: bytes loaded)', async () => {
+    // The same three pages as above without `metadata`: the statement reads keys only (test/graphql/relay.test.ts).
+    const page = 'recordList(namespace: "meta", first: 100) { edges { node { key revision } } }';
+    for (let i = 0; i < 3; i++) {
+      const res = await run(t, token, `{ ${aliases(3, page)} }`);
+      expect(res.errors).toBeUndefined();
+      expect(dataOf(res).a2.edges).toHaveLength(100);
+    }
   });
 
   it('mutations: returned records count; past the budget the request stops and later writes do not run', async () => {
