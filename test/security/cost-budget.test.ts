@@ -143,7 +143,7 @@ describe('a 1 MiB budget (STORAGE_MAX_RESPONSE_BYTES)', () => {
     const page = 'recordList(namespace: "meta", first: 100) { edges { node { key revision } } }';
     for (let i = 0; i < 3; i++) {
       const res = await run(t, token, `{ ${aliases(3, page)} }`);
-      expect(res.errors).toBeUndefined();
+      expect(res.body.errors).toBeUndefined();
       expect(dataOf(res).a2.edges).toHaveLength(100);
     }
   });
