@@ -12,7 +12,9 @@ const root = resolve(import.meta.dirname, '../..');
 
 async function generateInMemory(): Promise<Map<string, string>> {
   const outputs = (await generate({ ...config, cwd: root, silent: true }, false)) as Array<{ filename: string; content: string }>;
-  return new Map(outputs.map((o) => [relative(root, resolve(root, o.filename)), o.content]));
+  // Sorted by file: codegen builds its outputs concurrently, so the array's order is the order they finished in.
+  const files = outputs.map((o) => [relative(root, resolve(root, o.filename)), o.content] as const);
+  return new Map(files.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 describe('generated client documents', () => {
