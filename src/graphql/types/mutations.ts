@@ -5,6 +5,11 @@ import { DELETE_ERRORS, SCHEMA_ERRORS, WRITE_ERRORS } from './errors.js';
 import { InstallRef } from './installs.js';
 import { NamespaceSchemaRef, RecordRef } from './records.js';
 
+/** Field descriptions that putRecord and bulkPutRecords items share (the same rules apply to both). */
+const VALUE_DESCRIPTION = 'Any JSON value except null; at most Quota.maxValueBytes (default 65,536) UTF-8 bytes as compact JSON.';
+const METADATA_DESCRIPTION = 'Must be a JSON object; at most Quota.maxMetadataBytes (default 4,096) bytes. Omitted: {}.';
+const TTL_DESCRIPTION = 'Seconds until the record expires; omitted means it never expires. 60 to 2,592,000 (30 days) by default.';
+
 const PutRecordInput = builder.inputType('PutRecordInput', {
   description: 'One record to create or replace (putRecord).',
   fields: (t) => ({
@@ -14,14 +19,14 @@ const PutRecordInput = builder.inputType('PutRecordInput', {
     value: t.field({
       type: 'JSON',
       required: true,
-      description: 'Any JSON value except null; at most Quota.maxValueBytes (default 65,536) UTF-8 bytes as compact JSON.',
+      description: VALUE_DESCRIPTION,
     }),
     metadata: t.field({
       type: 'JSON',
-      description: 'Must be a JSON object; at most Quota.maxMetadataBytes (default 4,096) bytes. Omitted: {}.',
+      description: METADATA_DESCRIPTION,
     }),
     ttlSeconds: t.int({
-      description: 'Seconds until the record expires; omitted means it never expires. 60 to 2,592,000 (30 days) by default.',
+      description: TTL_DESCRIPTION,
     }),
     ifRevision: t.int({
       description: 'Omitted: write unconditionally. 0: create only, fail if the record exists.\nn > 0: the record must exist with revision n.',
@@ -37,14 +42,14 @@ const BulkPutItem = builder.inputType('BulkPutItem', {
     value: t.field({
       type: 'JSON',
       required: true,
-      description: 'Any JSON value except null; at most Quota.maxValueBytes (default 65,536) UTF-8 bytes as compact JSON.',
+      description: VALUE_DESCRIPTION,
     }),
     metadata: t.field({
       type: 'JSON',
-      description: 'Must be a JSON object; at most Quota.maxMetadataBytes (default 4,096) bytes. Omitted: {}.',
+      description: METADATA_DESCRIPTION,
     }),
     ttlSeconds: t.int({
-      description: 'Seconds until the record expires; omitted means it never expires. 60 to 2,592,000 (30 days) by default.',
+      description: TTL_DESCRIPTION,
     }),
     ifRevision: t.int({
       description: 'Omitted: write unconditionally. 0: create only. n > 0: the record must exist with revision n. Any mismatch fails the whole batch.',
