@@ -14,6 +14,10 @@ export interface Limits {
   maxTtlSeconds: number;
   maxBulkItems: number;
   maxBulkBytes: number;
+  /** commit: most operations, most checks, most bytes of values and metadata (contract, "Transactions: commit"). */
+  maxCommitOperations: number;
+  maxCommitChecks: number;
+  maxCommitBytes: number;
   maxKeysPerRead: number;
   maxPageSize: number;
   defaultPageSize: number;
@@ -151,6 +155,9 @@ export function loadConfig(env: Env = process.env): Config {
       maxTtlSeconds: maxTtl,
       maxBulkItems: int(env, 'STORAGE_MAX_BULK_ITEMS', 100, 1),
       maxBulkBytes: int(env, 'STORAGE_MAX_BULK_BYTES', 1024 * 1024, 1),
+      maxCommitOperations: int(env, 'STORAGE_MAX_COMMIT_OPERATIONS', 100, 1),
+      maxCommitChecks: int(env, 'STORAGE_MAX_COMMIT_CHECKS', 100, 0),
+      maxCommitBytes: int(env, 'STORAGE_MAX_COMMIT_BYTES', 1024 * 1024, 1),
       maxKeysPerRead: int(env, 'STORAGE_MAX_KEYS_PER_READ', 100, 1),
       maxPageSize: 100,
       defaultPageSize: 25,

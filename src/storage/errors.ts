@@ -34,6 +34,25 @@ export class RevisionMismatchError extends StorageError {
   }
 }
 
+/** One failed check of a commit. */
+export interface CheckConflict {
+  /** The check's index in the commit's checks. */
+  index: number;
+  namespace: string;
+  key: string;
+  expectedRevision: number;
+  /** null when the key holds no live record. */
+  currentRevision: number | null;
+}
+
+/** A commit's checks did not hold: every failed one, in input order (contract, "Transactions: commit"). */
+export class CommitConflictError extends StorageError {
+  readonly code = 'REVISION_MISMATCH' as const;
+  constructor(readonly conflicts: CheckConflict[]) {
+    super(`${conflicts.length} of the commit's checks failed; nothing was written`);
+  }
+}
+
 export type QuotaName = 'namespaces' | 'keysPerNamespace' | 'bytes';
 
 export class QuotaExceededError extends StorageError {
@@ -61,6 +80,10 @@ export type LimitName =
   | 'bulkItems'
   | 'bulkBytes'
   | 'bulkDuplicateKey'
+  | 'commitOperations'
+  | 'commitChecks'
+  | 'commitBytes'
+  | 'commitDuplicateKey'
   | 'keysPerRead'
   | 'pageSize'
   | 'schemaBytes';

@@ -40,6 +40,33 @@ export interface DeleteInput {
   ifRevision?: number | null;
 }
 
+export interface IncrementInput {
+  installId?: string | null;
+  namespace: string;
+  key: string;
+  by: number;
+  ttlSeconds?: number | null;
+}
+
+export interface CommitCheckInput {
+  namespace: string;
+  key: string;
+  revision: number;
+}
+
+export interface CommitOperationInput {
+  put?: { namespace: string; key: string; value?: unknown; metadata?: unknown; ttlSeconds?: number | null; schemaVersion?: number | null } | null;
+  delete?: { namespace: string; key: string } | null;
+  increment?: { namespace: string; key: string; by: number; ttlSeconds?: number | null } | null;
+}
+
+export interface CommitInput {
+  installId?: string | null;
+  checks?: readonly CommitCheckInput[] | null;
+  operations: readonly CommitOperationInput[];
+  dryRun?: boolean | null;
+}
+
 export interface PutOp {
   kind: 'put';
   namespace: string;
@@ -50,6 +77,8 @@ export interface PutOp {
   valueBytes: number;
   metadataBytes: number;
   ttlSeconds: number | null;
+  /** The `schemaVersion` the caller pinned (any number: an unknown one is refused in the schema stage). */
+  pinnedSchemaVersion: number | null;
 }
 
 export interface DeleteOp {
@@ -59,17 +88,36 @@ export interface DeleteOp {
   ifRevision: number | null;
 }
 
-export type WriteOp = PutOp | DeleteOp;
+/** Adds `by` to a stored number; the database does the exact decimal arithmetic (contract, "Counters"). */
+export interface IncrementOp {
+  kind: 'increment';
+  namespace: string;
+  key: string;
+  ifRevision: null;
+  /** The shortest decimal text of the number sent (String(by)). */
+  by: string;
+  ttlSeconds: number | null;
+}
+
+export type WriteOp = PutOp | DeleteOp | IncrementOp;
+
+/** A commit's check: 0 = no live record, n = live at revision n. */
+export interface CheckOp {
+  namespace: string;
+  key: string;
+  revision: number;
+}
 
 /** One write, checked: what write.ts decides and applies in one call. */
 export interface WriteCommand {
-  operation: 'putRecord' | 'bulkPutRecords' | 'deleteRecord';
-  namespace: string;
+  operation: 'putRecord' | 'bulkPutRecords' | 'deleteRecord' | 'commit' | 'incrementRecord';
   ops: WriteOp[];
-  /** Errors name the item (bulk writes). */
+  /** A commit's checks, decided against the state the operations apply to. */
+  checks: CheckOp[];
+  /** Errors name the item (bulk writes and commits). */
   indexed: boolean;
-  /** The `schemaVersion` the caller pinned (any number: an unknown one is refused in the schema stage). */
-  pinnedSchemaVersion: number | null;
+  /** Decide everything, apply nothing. */
+  dryRun: boolean;
 }
 
 type Sizing = { limits: Limits; quota: QuotaSettings };
@@ -121,16 +169,21 @@ function preparePuts(namespace: string, items: readonly BulkPutItem[], indexed: 
     atItem(indexed, index, () => {
       const ttlSeconds = checkTtlType(item.ttlSeconds);
       const sized = checkValueSizes(item.value, item.metadata, ttlSeconds, limits, quota);
-      return { kind: 'put', namespace, key: item.key, ifRevision: revisions[index]!, ...sized, ttlSeconds };
+      return { kind: 'put', namespace, key: item.key, ifRevision: revisions[index]!, ...sized, ttlSeconds, pinnedSchemaVersion: null };
     }),
   );
+}
+
+function command(operation: WriteCommand['operation'], ops: WriteOp[], indexed: boolean): WriteCommand {
+  return { operation, ops, checks: [], indexed, dryRun: false };
 }
 
 export function preparePut(input: PutInput, sizing: Sizing): WriteCommand {
   checkNamespace(input.namespace);
   const pinned = checkSchemaVersionType(input.schemaVersion);
   const ops = preparePuts(input.namespace, [input], false, sizing);
-  return { operation: 'putRecord', namespace: input.namespace, ops, indexed: false, pinnedSchemaVersion: pinned };
+  ops[0]!.pinnedSchemaVersion = pinned;
+  return command('putRecord', ops, false);
 }
 
 export function prepareBulkPut(input: BulkPutInput, sizing: Sizing): WriteCommand {
@@ -152,7 +205,7 @@ export function prepareBulkPut(input: BulkPutInput, sizing: Sizing): WriteComman
   if (total > limits.maxBulkBytes) {
     throw new LimitExceededError('bulkBytes', `the batch is ${total} bytes; the limit is ${limits.maxBulkBytes}`, limits.maxBulkBytes, total);
   }
-  return { operation: 'bulkPutRecords', namespace: input.namespace, ops, indexed: true, pinnedSchemaVersion: null };
+  return command('bulkPutRecords', ops, true);
 }
 
 export function prepareDelete(input: DeleteInput, limits: Limits): WriteCommand {
@@ -160,5 +213,104 @@ export function prepareDelete(input: DeleteInput, limits: Limits): WriteCommand 
   const ifRevision = checkIfRevision(input.ifRevision);
   checkKey(input.key, limits);
   const op: DeleteOp = { kind: 'delete', namespace: input.namespace, key: input.key, ifRevision };
-  return { operation: 'deleteRecord', namespace: input.namespace, ops: [op], indexed: false, pinnedSchemaVersion: null };
+  return command('deleteRecord', [op], false);
+}
+
+/** `by`: a finite number, as the shortest decimal text that reads back as it (JavaScript's String). */
+function checkBy(by: unknown): string {
+  if (typeof by !== 'number' || !Number.isFinite(by)) throw new BadInputError('by must be a finite number');
+  return String(by);
+}
+
+function prepareIncrementOp(input: { namespace: string; key: string; by: number; ttlSeconds?: number | null }, sizing: Sizing): IncrementOp {
+  const by = checkBy(input.by);
+  checkKey(input.key, sizing.limits);
+  const ttlSeconds = checkTtlType(input.ttlSeconds);
+  checkValueSizes(0, null, ttlSeconds, sizing.limits, sizing.quota);
+  return { kind: 'increment', namespace: input.namespace, key: input.key, ifRevision: null, by, ttlSeconds };
+}
+
+export function prepareIncrement(input: IncrementInput, sizing: Sizing): WriteCommand {
+  checkNamespace(input.namespace);
+  return command('incrementRecord', [prepareIncrementOp(input, sizing)], false);
+}
+
+/** The one field of a commit operation (GraphQL's @oneOf says so; the Runner door's JSON is checked here). */
+function oneOf(op: CommitOperationInput, index: number): 'put' | 'delete' | 'increment' {
+  const kinds = op && typeof op === 'object' ? (['put', 'delete', 'increment'] as const).filter((k) => op[k] !== null && op[k] !== undefined) : [];
+  const only = kinds[0];
+  if (kinds.length !== 1 || !only || typeof op[only] !== 'object') {
+    throw new BadInputError(`operation ${index} must have exactly one of put, delete or increment`);
+  }
+  return only;
+}
+
+/**
+ * A commit's stages that need no stored state, across the whole commit in the contract's order
+ * ("Transactions: commit", precedence): the commit limits, names and formats (checks, then
+ * operations), sizes and TTL, then the commit's bytes. Checks, increment types, schema and quotas
+ * are decided in the database (write.ts).
+ */
+export function prepareCommit(input: CommitInput, sizing: Sizing): WriteCommand {
+  const { limits } = sizing;
+  const operations = input.operations;
+  const checks = input.checks ?? [];
+  if (!Array.isArray(operations)) throw new BadInputError('operations must be a list');
+  if (!Array.isArray(checks)) throw new BadInputError('checks must be a list');
+  if (operations.length === 0 || operations.length > limits.maxCommitOperations) {
+    throw new LimitExceededError('commitOperations', `a commit takes 1 to ${limits.maxCommitOperations} operations`, limits.maxCommitOperations, operations.length);
+  }
+  if (checks.length > limits.maxCommitChecks) {
+    throw new LimitExceededError('commitChecks', `a commit takes at most ${limits.maxCommitChecks} checks`, limits.maxCommitChecks, checks.length);
+  }
+  const kinds = operations.map(oneOf);
+  const seen = new Set<string>();
+  operations.forEach((op, index) => {
+    const target = op[kinds[index]!]!;
+    const id = JSON.stringify([target.namespace, target.key]);
+    if (seen.has(id)) {
+      throw new LimitExceededError('commitDuplicateKey', `key "${String(target.key).slice(0, 300)}" of namespace "${String(target.namespace).slice(0, 64)}" appears in more than one operation`, null, null, index);
+    }
+    seen.add(id);
+  });
+  // Names and formats: the checks (a malformed check names no operation), then every operation.
+  const checkOps = checks.map((check, index): CheckOp => {
+    const revision = check?.revision;
+    if (typeof revision !== 'number' || !Number.isSafeInteger(revision) || revision < 0) {
+      throw new BadInputError(`check ${index}: revision must be a non-negative integer`);
+    }
+    checkNamespace(check.namespace);
+    checkKey(check.key, limits);
+    return { namespace: check.namespace, key: check.key, revision };
+  });
+  operations.forEach((op, index) =>
+    atItem(true, index, () => {
+      const target = op[kinds[index]!]!;
+      checkNamespace(target.namespace);
+      checkKey(target.key, limits);
+      if (op.put) {
+        checkSchemaVersionType(op.put.schemaVersion);
+        checkValueFormat(op.put.value, op.put.metadata);
+      }
+      if (op.increment) checkBy(op.increment.by);
+    }),
+  );
+  // Sizes and TTL of every operation.
+  const ops = operations.map((op, index): WriteOp =>
+    atItem(true, index, () => {
+      if (op.put) {
+        const ttlSeconds = checkTtlType(op.put.ttlSeconds);
+        const sized = checkValueSizes(op.put.value, op.put.metadata, ttlSeconds, limits, sizing.quota);
+        const pinnedSchemaVersion = checkSchemaVersionType(op.put.schemaVersion);
+        return { kind: 'put', namespace: op.put.namespace, key: op.put.key, ifRevision: null, ...sized, ttlSeconds, pinnedSchemaVersion };
+      }
+      if (op.delete) return { kind: 'delete', namespace: op.delete.namespace, key: op.delete.key, ifRevision: null };
+      return prepareIncrementOp(op.increment!, sizing);
+    }),
+  );
+  const total = ops.reduce((sum, op) => sum + (op.kind === 'put' ? op.valueBytes + op.metadataBytes : 0), 0);
+  if (total > limits.maxCommitBytes) {
+    throw new LimitExceededError('commitBytes', `the commit's values and metadata are ${total} bytes; the limit is ${limits.maxCommitBytes}`, limits.maxCommitBytes, total);
+  }
+  return { operation: 'commit', ops, checks: checkOps, indexed: true, dryRun: input.dryRun === true };
 }

@@ -14,13 +14,34 @@ import { InstallDirectory, page, type Page } from './install-directory.js';
 import { authorize, type Install, type InstallScope, type Need, type UpsertInstallInput } from './installs.js';
 import { checkKey, checkKeysPerRead, checkNamespace, checkPageSize } from './limits.js';
 import { normalizeId, type Caller } from './principal.js';
-import { prepareBulkPut, prepareDelete, preparePut, type BulkPutInput, type DeleteInput, type PutInput, type WriteCommand } from './prepare.js';
+import {
+  prepareBulkPut,
+  prepareCommit,
+  prepareDelete,
+  prepareIncrement,
+  preparePut,
+  type BulkPutInput,
+  type CommitInput,
+  type DeleteInput,
+  type IncrementInput,
+  type PutInput,
+  type WriteCommand,
+} from './prepare.js';
 import { countLiveRecords, selectRecordPage, selectRecords, type RecordColumns, type StoredRecord } from './records.js';
 import { activeSchema, compileSchema, storeSchemaVersion, ValidatorCache, type NamespaceSchema } from './schemas.js';
 import { namespaceUsage, totalUsage, type NamespaceUsage, type Usage } from './usage.js';
 import { RecordWriter, type StorageHooks, type WriteResult } from './write.js';
 
-export type { BulkPutInput, BulkPutItem, DeleteInput, PutInput } from './prepare.js';
+export type { BulkPutInput, BulkPutItem, CommitCheckInput, CommitInput, CommitOperationInput, DeleteInput, IncrementInput, PutInput } from './prepare.js';
+
+/** What a commit answers (contract, "Transactions: commit"): one record per operation, null for a delete. */
+export interface CommitOutcome {
+  records: Array<StoredRecord | null>;
+  /** False for a dry run: nothing was written. */
+  committed: boolean;
+  /** The change-feed position just after the commit; null for a dry run. */
+  cursor: string | null;
+}
 export type { Page } from './install-directory.js';
 export type { StorageHooks } from './write.js';
 
@@ -210,6 +231,41 @@ export class Storage {
     return this.observe('deleteRecord', async () => {
       const [result] = await this.write(caller, input.installId, input.namespace, () => prepareDelete(input, this.settings.limits));
       return { namespace: input.namespace, key: input.key, deleted: (result as { deleted: boolean }).deleted };
+    });
+  }
+
+  incrementRecord(caller: Caller, input: IncrementInput): Promise<StoredRecord> {
+    return this.observe('incrementRecord', async () => {
+      const [record] = await this.write(caller, input.installId, input.namespace, (scope) =>
+        prepareIncrement(input, { limits: this.settings.limits, quota: scope.quota }),
+      );
+      return record as StoredRecord;
+    });
+  }
+
+  /**
+   * Checks and operations across namespaces of one install, all or nothing. Capability first:
+   * write on every operation's namespace, read on every check's (a check reads).
+   */
+  commit(caller: Caller, input: CommitInput): Promise<CommitOutcome> {
+    return this.observe('commit', async () => {
+      const scope = await this.resolveInstall(caller, input.installId, 'write');
+      const operations = Array.isArray(input.operations) ? input.operations : [];
+      for (const op of operations) {
+        const target = op?.put ?? op?.delete ?? op?.increment;
+        if (target && typeof target.namespace === 'string') this.checkAccess(caller, scope, 'write', target.namespace);
+      }
+      for (const check of Array.isArray(input.checks) ? input.checks : []) {
+        this.checkAccess(caller, scope, 'read', typeof check?.namespace === 'string' ? check.namespace : undefined);
+      }
+      const cmd = prepareCommit(input, { limits: this.settings.limits, quota: scope.quota });
+      const records = await this.writer.write(caller, scope, cmd);
+      return {
+        records: records.map((r) => ('deleted' in r ? null : r)),
+        committed: !cmd.dryRun,
+        // The change feed (issue 15) gives commits their cursor.
+        cursor: null,
+      };
     });
   }
 

@@ -143,6 +143,21 @@ export class WriteCombiner {
     batch.forEach((w, i) => w.resolve(answers[i]));
   }
 
+  /**
+   * Several calls of ext_storage_write_v1 for one install in one transaction (one tenant: one
+   * worker on Citus), outside the lanes: the first call takes the install's lock and the others
+   * run under it. For a write that must look at what the function computed before it applies
+   * (RecordWriter: increments into a namespace with a schema).
+   */
+  transaction<T>(tenantId: string, installId: string, run: (call: (request: string) => Promise<unknown>) => Promise<T>): Promise<T> {
+    return this.db.transaction().execute((trx) =>
+      run(async (request) => {
+        const { rows } = await trx.executeQuery<{ result: unknown }>(CompiledQuery.raw(SINGLE, [tenantId, installId, request]));
+        return rows[0]!.result;
+      }),
+    );
+  }
+
   private async single(tenantId: string, installId: string, request: string): Promise<unknown> {
     const { rows } = await this.db.executeQuery<{ result: unknown }>(CompiledQuery.raw(SINGLE, [tenantId, installId, request]));
     return rows[0]!.result;

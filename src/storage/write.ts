@@ -6,11 +6,20 @@
  * writes of one install share a call and a commit (src/storage/write-combiner.ts).
  */
 import type { Db } from '../db/database.js';
-import { QuotaExceededError, RevisionMismatchError, ValidationFailedError, type QuotaName, type ValidationIssue } from './errors.js';
+import {
+  CommitConflictError,
+  LimitExceededError,
+  QuotaExceededError,
+  RevisionMismatchError,
+  ValidationFailedError,
+  type QuotaName,
+  type ValidationIssue,
+} from './errors.js';
 import type { InstallScope } from './installs.js';
 import type { Caller } from './principal.js';
 import type { WriteCommand } from './prepare.js';
 import type { StoredRecord } from './records.js';
+import type { ValidateFunction } from 'ajv';
 import { ActiveSchemaCache, ValidatorCache, validationIssues } from './schemas.js';
 import { WriteCombiner, type CombinerSettings } from './write-combiner.js';
 
@@ -32,12 +41,30 @@ const PRESSURE_THRESHOLDS = [0.8, 0.95];
 const MAX_ATTEMPTS = 5;
 const RETRYABLE_SQLSTATES = new Set(['40P01', '40001']);
 
+/** What ext_storage_write_v1 answers for one op (migration 008: increments come back with what they stored). */
+interface OpAnswer {
+  revision?: number;
+  expiresAt?: string | null;
+  createdAt?: string;
+  updatedAt?: string;
+  deleted?: boolean;
+  value?: unknown;
+  metadata?: Record<string, unknown>;
+  valueBytes?: number;
+  metadataBytes?: number;
+}
+
 type Outcome =
-  | { ok: true; results: Array<{ revision?: number; expiresAt?: string | null; createdAt?: string; updatedAt?: string; deleted?: boolean }>; swept: number; usage: PressureUsage }
-  | { ok?: undefined; error: 'revision'; index: number; namespace: string; key: string; expected: number; current: number | null }
-  | { ok?: undefined; error: 'schema-changed'; namespace: string; active: number | null }
-  | { ok?: undefined; error: 'schema' }
-  | { ok?: undefined; error: 'quota'; quota: QuotaName; allowed: number; used: number; index: number | null };
+  | { ok: true; probe?: undefined; results: OpAnswer[]; swept: number; usage: PressureUsage }
+  | { ok?: undefined; probe: true; increments: Record<string, unknown> }
+  | { ok?: undefined; probe?: undefined; error: 'conflict'; conflicts: Array<{ index: number; namespace: string; key: string; expected: number; current: number | null }> }
+  | { ok?: undefined; probe?: undefined; error: 'revision'; index: number; namespace: string; key: string; expected: number; current: number | null }
+  | { ok?: undefined; probe?: undefined; error: 'valueType'; index: number; key: string; reason: 'type' | 'bound'; type?: string }
+  | { ok?: undefined; probe?: undefined; error: 'schema-changed'; namespace: string; active: number | null }
+  | { ok?: undefined; probe?: undefined; error: 'schema' }
+  | { ok?: undefined; probe?: undefined; error: 'quota'; quota: QuotaName; allowed: number; used: number; index: number | null };
+
+type Refusal = Extract<Outcome, { error: string }>;
 
 interface PressureUsage {
   namespaces: [number, number];
@@ -47,12 +74,17 @@ interface PressureUsage {
 
 /** The schema stage's verdict on the command's values. */
 interface SchemaVerdict {
-  /** Stored on the records. */
-  version: number | null;
+  /** Per op: the version stored on the record (null for deletes and schemaless namespaces). */
+  versions: Array<number | null>;
   /** Versions the function must find still active (unpinned writes). */
   mustBeActive: Array<{ namespace: string; version: number | null }>;
   failure: ValidationFailedError | null;
+  /** Increments into a namespace with a schema: their results are validated before they are applied. */
+  increments: Array<{ index: number; version: number; validate: ValidateFunction }>;
 }
+
+/** The bound on a counter's magnitude (contract, "Counters"). */
+export const COUNTER_BOUND = 1e15;
 
 export class RecordWriter {
   readonly activeSchemas = new ActiveSchemaCache();
@@ -72,13 +104,14 @@ export class RecordWriter {
       const verdict = await this.judgeSchema(scope, cmd);
       let outcome: Outcome;
       try {
-        outcome = await this.call(caller, scope, cmd, verdict);
+        outcome = verdict.increments.length > 0 ? await this.callValidatingIncrements(caller, scope, cmd, verdict) : await this.call(caller, scope, cmd, verdict);
       } catch (error) {
         // Rule 18 of docs/citus.md: a deadlock or serialization victim changed nothing; try again.
         if (attempt < MAX_ATTEMPTS && RETRYABLE_SQLSTATES.has((error as { code?: string }).code ?? '')) continue;
         throw error;
       }
       if (outcome.ok) return this.succeeded(scope, cmd, verdict, outcome);
+      if (outcome.probe) throw new Error('the write function answered a probe that was not asked for');
       if (outcome.error === 'schema-changed' && attempt < MAX_ATTEMPTS) {
         this.activeSchemas.remember({ ...scope, namespace: outcome.namespace }, outcome.active);
         continue;
@@ -87,27 +120,43 @@ export class RecordWriter {
     }
   }
 
-  /** Validates the command's values against the pinned version, or the active one as last seen here. */
+  /**
+   * Validates the command's values: each put against its pinned version or its namespace's active
+   * one as last seen here; increments into a namespace with a schema are noted, to be validated
+   * once the database has computed their results.
+   */
   private async judgeSchema(scope: InstallScope, cmd: WriteCommand): Promise<SchemaVerdict> {
-    const puts = cmd.ops.filter((op) => op.kind === 'put');
-    if (puts.length === 0) return { version: null, mustBeActive: [], failure: null };
-    const schemaScope = { ...scope, namespace: cmd.namespace };
-    const pinned = cmd.pinnedSchemaVersion;
-    const version = pinned ?? (await this.activeSchemas.get(this.db, schemaScope));
-    const mustBeActive = pinned === null ? [{ namespace: cmd.namespace, version }] : [];
-    if (version === null) return { version, mustBeActive, failure: null };
-    const validate = await this.validators.get(this.db, schemaScope, version);
-    if (!validate) return { version, mustBeActive, failure: new ValidationFailedError(`unknown schema version ${version}`, [], version) };
+    const versions: Array<number | null> = cmd.ops.map(() => null);
+    const mustBeActive = new Map<string, number | null>();
+    const increments: SchemaVerdict['increments'] = [];
     const issues: ValidationIssue[] = [];
-    cmd.ops.forEach((op, index) => {
-      if (op.kind === 'put') issues.push(...validationIssues(validate, op.value, cmd.indexed ? `/${index}` : ''));
-    });
-    const failure = issues.length > 0 ? new ValidationFailedError(`value does not match schema version ${version}`, issues.slice(0, 100), version) : null;
-    return { version, mustBeActive, failure };
+    let failedVersion: number | null = null;
+    for (const [index, op] of cmd.ops.entries()) {
+      if (op.kind === 'delete') continue;
+      const schemaScope = { ...scope, namespace: op.namespace };
+      const pinned = op.kind === 'put' ? op.pinnedSchemaVersion : null;
+      const version = pinned ?? (await this.activeSchemas.get(this.db, schemaScope));
+      if (pinned === null) mustBeActive.set(op.namespace, version);
+      versions[index] = version;
+      if (version === null) continue;
+      const validate = await this.validators.get(this.db, schemaScope, version);
+      if (!validate) {
+        return { versions, mustBeActive: [], increments: [], failure: new ValidationFailedError(`unknown schema version ${version}`, [], version) };
+      }
+      if (op.kind === 'increment') {
+        increments.push({ index, version, validate });
+        continue;
+      }
+      const found = validationIssues(validate, op.value, cmd.indexed ? `/${index}` : '');
+      if (found.length > 0 && failedVersion === null) failedVersion = version;
+      issues.push(...found);
+    }
+    const failure = issues.length > 0 ? new ValidationFailedError(`value does not match schema version ${failedVersion}`, issues.slice(0, 100), failedVersion) : null;
+    return { versions, mustBeActive: [...mustBeActive].map(([namespace, version]) => ({ namespace, version })), failure, increments };
   }
 
-  private async call(caller: Caller, scope: InstallScope, cmd: WriteCommand, verdict: SchemaVerdict): Promise<Outcome> {
-    const request = {
+  private request(caller: Caller, scope: InstallScope, cmd: WriteCommand, verdict: SchemaVerdict, extra: { probe?: boolean; invalid?: boolean } = {}): string {
+    return JSON.stringify({
       operation: cmd.operation,
       actor: caller.principal.actor,
       requestId: caller.requestId,
@@ -115,18 +164,67 @@ export class RecordWriter {
       auditRetentionSeconds: this.settings.auditRetentionSeconds,
       quota: { namespaces: scope.quota.maxNamespaces, keys: scope.quota.maxKeysPerNamespace, bytes: scope.quota.maxBytes },
       schemas: verdict.mustBeActive,
-      invalid: verdict.failure !== null,
-      ops: cmd.ops.map((op) => (op.kind === 'put' ? { ...op, schemaVersion: verdict.version } : op)),
-    };
-    return (await this.combiner.write(scope.tenantId, scope.installId, JSON.stringify(request))) as Outcome;
+      invalid: extra.invalid ?? verdict.failure !== null,
+      checks: cmd.checks,
+      dryRun: cmd.dryRun,
+      probe: extra.probe === true,
+      bound: COUNTER_BOUND,
+      ops: cmd.ops.map((op, index) => (op.kind === 'delete' ? op : { ...op, pinnedSchemaVersion: undefined, schemaVersion: verdict.versions[index] })),
+    });
   }
 
-  private refusal(cmd: WriteCommand, verdict: SchemaVerdict, outcome: Exclude<Outcome, { ok: true }>): Error {
+  private async call(caller: Caller, scope: InstallScope, cmd: WriteCommand, verdict: SchemaVerdict): Promise<Outcome> {
+    return (await this.combiner.write(scope.tenantId, scope.installId, this.request(caller, scope, cmd, verdict))) as Outcome;
+  }
+
+  /**
+   * Increments into a namespace with a schema: the result is known only under the install's lock,
+   * so one transaction asks the function for the results first (a probe: every stage before the
+   * schema, nothing applied), validates them here, then runs the write with the lock still held.
+   */
+  private async callValidatingIncrements(caller: Caller, scope: InstallScope, cmd: WriteCommand, verdict: SchemaVerdict): Promise<Outcome> {
+    return this.combiner.transaction(scope.tenantId, scope.installId, async (call) => {
+      const probe = (await call(this.request(caller, scope, cmd, verdict, { probe: true }))) as Outcome;
+      if (!probe.probe) return probe;
+      const computed = probe.increments;
+      const issues: ValidationIssue[] = verdict.failure ? [...verdict.failure.issues] : [];
+      let failedVersion = verdict.failure?.schemaVersion ?? null;
+      for (const { index, version, validate } of verdict.increments) {
+        const found = validationIssues(validate, computed[String(index)], cmd.indexed ? `/${index}` : '');
+        if (found.length > 0 && failedVersion === null) failedVersion = version;
+        issues.push(...found);
+      }
+      if (issues.length > 0 && !verdict.failure) {
+        verdict.failure = new ValidationFailedError(`value does not match schema version ${failedVersion}`, issues.slice(0, 100), failedVersion);
+      } else if (verdict.failure && issues.length > verdict.failure.issues.length) {
+        verdict.failure = new ValidationFailedError(verdict.failure.message, issues.slice(0, 100), verdict.failure.schemaVersion);
+      }
+      return (await call(this.request(caller, scope, cmd, verdict))) as Outcome;
+    });
+  }
+
+  private refusal(cmd: WriteCommand, verdict: SchemaVerdict, outcome: Refusal): Error {
+    const itemIndex = (index: number) => (cmd.indexed ? Number(index) : null);
     switch (outcome.error) {
+      case 'conflict':
+        return new CommitConflictError(
+          outcome.conflicts.map((c) => ({
+            index: Number(c.index),
+            namespace: c.namespace,
+            key: c.key,
+            expectedRevision: Number(c.expected),
+            currentRevision: c.current === null ? null : Number(c.current),
+          })),
+        );
       case 'revision':
         return new RevisionMismatchError(outcome.namespace, outcome.key, Number(outcome.expected), outcome.current);
+      case 'valueType':
+        return outcome.reason === 'bound'
+          ? new LimitExceededError('valueType', `the counter "${outcome.key}" would pass ±${COUNTER_BOUND}`, COUNTER_BOUND, null, itemIndex(outcome.index))
+          : new LimitExceededError('valueType', `record "${outcome.key}" holds a ${outcome.type ?? 'non-number'} value, not a number`, null, null, itemIndex(outcome.index));
       case 'quota':
-        return new QuotaExceededError(outcome.quota, Number(outcome.allowed), Number(outcome.used), cmd.indexed ? outcome.index : null);
+        // A commit's quotas concern it as a whole (contract, "Transactions: commit"): no item index.
+        return new QuotaExceededError(outcome.quota, Number(outcome.allowed), Number(outcome.used), cmd.operation === 'bulkPutRecords' ? outcome.index : null);
       case 'schema':
         return verdict.failure ?? new Error('the write function reported a schema failure that was not found');
       case 'schema-changed':
@@ -135,6 +233,26 @@ export class RecordWriter {
   }
 
   private succeeded(scope: InstallScope, cmd: WriteCommand, verdict: SchemaVerdict, outcome: Extract<Outcome, { ok: true }>): WriteResult {
+    const results = cmd.ops.map((op, index): StoredRecord | { deleted: boolean } => {
+      const r = outcome.results[index]!;
+      if (op.kind === 'delete') return { deleted: r.deleted === true };
+      const [value, metadata, storedBytes] =
+        op.kind === 'put' ? [op.value, op.metadata, op.valueBytes + op.metadataBytes] : [r.value, r.metadata ?? {}, Number(r.valueBytes) + Number(r.metadataBytes)];
+      return {
+        installId: scope.installId,
+        namespace: op.namespace,
+        key: op.key,
+        value,
+        metadata,
+        revision: Number(r.revision),
+        schemaVersion: verdict.versions[index] ?? null,
+        ttlExpiresAt: r.expiresAt ? new Date(r.expiresAt) : null,
+        createdAt: new Date(r.createdAt!),
+        updatedAt: new Date(r.updatedAt!),
+        storedBytes,
+      };
+    });
+    if (cmd.dryRun) return results;
     if (outcome.swept > 0) this.hooks.onTtlDeleted?.(outcome.swept);
     const u = outcome.usage;
     const moves: Array<[QuotaName, [number, number], number]> = [
@@ -143,25 +261,7 @@ export class RecordWriter {
       ...Object.values(u.keys).map((k): [QuotaName, [number, number], number] => ['keysPerNamespace', k, scope.quota.maxKeysPerNamespace]),
     ];
     for (const [quota, [before, after], max] of moves) notePressure(this.hooks, quota, Number(before), Number(after), max);
-    let written = 0;
-    const results = cmd.ops.map((op, index): StoredRecord | { deleted: boolean } => {
-      const r = outcome.results[index]!;
-      if (op.kind === 'delete') return { deleted: r.deleted === true };
-      written += op.valueBytes + op.metadataBytes;
-      return {
-        installId: scope.installId,
-        namespace: op.namespace,
-        key: op.key,
-        value: op.value,
-        metadata: op.metadata,
-        revision: Number(r.revision),
-        schemaVersion: verdict.version,
-        ttlExpiresAt: r.expiresAt ? new Date(r.expiresAt) : null,
-        createdAt: new Date(r.createdAt!),
-        updatedAt: new Date(r.updatedAt!),
-        storedBytes: op.valueBytes + op.metadataBytes,
-      };
-    });
+    const written = results.reduce((sum, r) => sum + ('storedBytes' in r ? r.storedBytes : 0), 0);
     if (written > 0) this.hooks.onBytesWritten?.(written);
     return results;
   }
