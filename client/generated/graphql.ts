@@ -69,7 +69,7 @@ export type StorageErrorCode =
   | 'FORBIDDEN'
   /** An unexpected error, or storage temporarily unavailable (GraphQL error extension); the message carries no internals. Retry later. */
   | 'INTERNAL'
-  /** A per-request limit: key or namespace name, value or metadata size, bulk size, TTL range, page size. */
+  /** A per-request limit: key or namespace name, value or metadata size, bulk or commit size, TTL range, page size. */
   | 'LIMIT_EXCEEDED'
   /** A missing record, on the Runner REST door's `get` (HTTP 404); GraphQL answers null for a missing record instead. */
   | 'NOT_FOUND'
@@ -77,7 +77,7 @@ export type StorageErrorCode =
   | 'QUOTA_EXCEEDED'
   /** Too many requests for this install (GraphQL error extension; HTTP 429). */
   | 'RATE_LIMITED'
-  /** ifRevision did not match the stored record. */
+  /** ifRevision did not match the stored record (RevisionMismatch), or a commit's checks did not hold (CommitConflict). */
   | 'REVISION_MISMATCH'
   /** No valid credential (GraphQL error extension; HTTP 401). */
   | 'UNAUTHENTICATED'
@@ -110,6 +110,8 @@ export type DeleteRecordMutation = { deleteRecord:
 
 export type StorageRecordFragment = { __typename: 'Record', id: string, installId: string, namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string };
 
+type StorageErrorFields_CommitConflict_Fragment = { __typename: 'CommitConflict', code: StorageErrorCode, message: string };
+
 type StorageErrorFields_LimitExceeded_Fragment = { __typename: 'LimitExceeded', limit: string, max: number | null, actual: number | null, itemIndex: number | null, code: StorageErrorCode, message: string };
 
 type StorageErrorFields_QuotaExceeded_Fragment = { __typename: 'QuotaExceeded', quota: string, allowed: number, used: number, itemIndex: number | null, code: StorageErrorCode, message: string };
@@ -119,6 +121,7 @@ type StorageErrorFields_RevisionMismatch_Fragment = { __typename: 'RevisionMisma
 type StorageErrorFields_ValidationFailed_Fragment = { __typename: 'ValidationFailed', schemaVersion: number | null, code: StorageErrorCode, message: string, issues: Array<{ path: string, message: string, keyword: string }> };
 
 export type StorageErrorFieldsFragment =
+  | StorageErrorFields_CommitConflict_Fragment
   | StorageErrorFields_LimitExceeded_Fragment
   | StorageErrorFields_QuotaExceeded_Fragment
   | StorageErrorFields_RevisionMismatch_Fragment
