@@ -4,6 +4,8 @@ import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createStorageClient,
+  type CommitError,
+  type CommitResult,
   type Failure,
   type ListPage,
   type StorageClient,
@@ -408,6 +410,148 @@ describe('client: update', () => {
     });
     expect(calls).toBe(1);
     expect(failed(result)).toMatchObject({ code: 'LIMIT_EXCEEDED', limit: 'valueBytes' });
+  });
+});
+
+describe('client: increment', () => {
+  it('starts a missing record at 0, adds exactly (0.1 + 0.2 stores 0.3), and keeps the metadata', async () => {
+    expect(ok(await client.increment('incr', 'n', 0.1)).record).toMatchObject({ namespace: 'incr', key: 'n', value: 0.1, revision: 1 });
+    const { record } = ok(await client.increment('incr', 'n', 0.2));
+    expect(record).toMatchObject({ value: 0.3, revision: 2 });
+    ok(await client.put('incr', 'meta', 10, { metadata: { unit: 'hits' } }));
+    expect(ok(await client.increment('incr', 'meta', -3)).record).toMatchObject({ value: 7, metadata: { unit: 'hits' }, revision: 2 });
+  });
+
+  it('ttlSeconds sets the TTL; omitted clears it', async () => {
+    expect(Date.parse(ok(await client.increment('incr', 'ttl', 1, { ttlSeconds: 600 })).record.ttlExpiresAt ?? '')).toBeGreaterThan(Date.now());
+    expect(ok(await client.increment('incr', 'ttl', 1)).record).toMatchObject({ value: 2, ttlExpiresAt: null });
+  });
+
+  it('20 concurrent increments by 1 add exactly 20', async () => {
+    const results = await Promise.all(Array.from({ length: 20 }, () => client.increment('incr', 'shared', 1)));
+    expect(results.map((r) => ok(r).record.value).sort((a, b) => (a as number) - (b as number))).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(ok(await client.get('incr', 'shared')).record).toMatchObject({ value: 20, revision: 20 });
+  });
+
+  it('a stored value that is not a number is LIMIT_EXCEEDED valueType, and it is left alone', async () => {
+    ok(await client.put('incr', 'text', 'seven'));
+    expect(failed(await client.increment('incr', 'text', 1))).toMatchObject({ code: 'LIMIT_EXCEEDED', limit: 'valueType' });
+    expect(ok(await client.get('incr', 'text')).record).toMatchObject({ value: 'seven', revision: 1 });
+  });
+
+  it('NaN and Infinity are CLIENT_ERROR and nothing is sent', async () => {
+    let sent = 0;
+    const c = createStorageClient({ url: t.url, token: await install.token() }, (input, init) => {
+      sent++;
+      return fetch(input, init);
+    });
+    expect(failed(await c.increment('incr', 'nan', NaN))).toMatchObject({ code: 'CLIENT_ERROR', message: expect.stringMatching(/NaN/) });
+    expect(failed(await c.increment('incr', 'nan', -Infinity))).toMatchObject({ code: 'CLIENT_ERROR', message: expect.stringMatching(/-Infinity/) });
+    expect(sent).toBe(0);
+    expect(ok(await client.get('incr', 'nan')).record).toBeNull();
+  });
+});
+
+describe('client: commit', () => {
+  function commitOk(result: CommitResult): Extract<CommitResult, { ok: true }> {
+    if (!result.ok) return expect.fail(`expected success, got ${JSON.stringify(result.error)}`);
+    return result;
+  }
+  function commitFailed(result: CommitResult): CommitError {
+    if (result.ok) return expect.fail(`expected an error, got ${JSON.stringify(result)}`);
+    return result.error;
+  }
+
+  it('checks, a put, a delete and an increment across namespaces, all applied; one record per operation, null for the delete', async () => {
+    const a = ok(await client.put('cm-lists', 'a', ['x', 'y'])).record;
+    ok(await client.put('cm-lists', 'old', 1));
+    const result = commitOk(
+      await client
+        .commit()
+        .check('cm-lists', 'a', a.revision)
+        .check('cm-lists', 'b', 0)
+        .put('cm-lists', 'b', ['x'], { metadata: { moved: true } })
+        .delete('cm-lists', 'old')
+        .increment('cm-stats', 'moves', 1)
+        .run(),
+    );
+    expect(result.committed).toBe(true);
+    expect(result.records.map((r) => (r === null ? null : [r.namespace, r.key, r.value, r.revision]))).toEqual([
+      ['cm-lists', 'b', ['x'], 1],
+      null,
+      ['cm-stats', 'moves', 1, 1],
+    ]);
+    expect(result.records[0]?.metadata).toEqual({ moved: true });
+    expect(ok(await client.get('cm-lists', 'old')).record).toBeNull();
+    expect(ok(await client.get('cm-stats', 'moves')).record?.value).toBe(1);
+  });
+
+  it('failed checks are a REVISION_MISMATCH listing every failed check in order, and nothing is written', async () => {
+    ok(await client.put('cm-conf', 'k1', 'v'));
+    ok(await client.put('cm-conf', 'k1', 'v2'));
+    const error = commitFailed(
+      await client
+        .commit()
+        .check('cm-conf', 'k1', 1)
+        .check('cm-conf', 'k1', 2)
+        .check('cm-conf', 'absent', 3)
+        .put('cm-conf', 'k2', 'new')
+        .increment('cm-conf', 'n', 5)
+        .run(),
+    );
+    if (error.code !== 'REVISION_MISMATCH') return expect.fail(`unexpected ${error.code}`);
+    // The union narrows on code: a commit's REVISION_MISMATCH always carries its conflicts.
+    expect(error).toEqual({
+      code: 'REVISION_MISMATCH',
+      message: expect.any(String),
+      conflicts: [
+        { index: 0, namespace: 'cm-conf', key: 'k1', expectedRevision: 1, currentRevision: 2 },
+        { index: 2, namespace: 'cm-conf', key: 'absent', expectedRevision: 3, currentRevision: null },
+      ],
+    });
+    expect(ok(await client.getMany('cm-conf', ['k2', 'n'])).records).toEqual([null, null]);
+  });
+
+  it('a dry run answers the records as they would be, committed false and cursor null, and writes nothing', async () => {
+    ok(await client.put('cm-dry', 'c', 41));
+    const result = commitOk(await client.commit().check('cm-dry', 'c', 1).increment('cm-dry', 'c', 1).put('cm-dry', 'p', 'v').run({ dryRun: true }));
+    expect(result).toMatchObject({ committed: false, cursor: null });
+    expect(result.records.map((r) => [r?.key, r?.value, r?.revision])).toEqual([
+      ['c', 42, 2],
+      ['p', 'v', 1],
+    ]);
+    expect(ok(await client.get('cm-dry', 'c')).record).toMatchObject({ value: 41, revision: 1 });
+    expect(ok(await client.get('cm-dry', 'p')).record).toBeNull();
+  });
+
+  it('a key in two operations is LIMIT_EXCEEDED commitDuplicateKey naming the second operation', async () => {
+    const error = commitFailed(await client.commit().put('cm-dup', 'k', 1).put('cm-dup', 'other', 2).increment('cm-dup', 'k', 1).run());
+    expect(error).toMatchObject({ code: 'LIMIT_EXCEEDED', limit: 'commitDuplicateKey', itemIndex: 2 });
+    expect(ok(await client.get('cm-dup', 'other')).record).toBeNull();
+  });
+
+  it('an operation failing the namespace schema is VALIDATION_FAILED and nothing is written', async () => {
+    await t.app.storage.setNamespaceSchema(t.adminCaller(), { installId: install.id, namespace: 'cm-typed', schema: { type: 'integer' } });
+    const error = commitFailed(await client.commit().put('cm-free', 'k', 'any').put('cm-typed', 'k', 'not a number').run());
+    expect(error).toMatchObject({ code: 'VALIDATION_FAILED', schemaVersion: 1 });
+    expect(ok(await client.get('cm-free', 'k')).record).toBeNull();
+  });
+
+  it('NaN in a put value or an increment is CLIENT_ERROR and nothing is sent', async () => {
+    let sent = 0;
+    const c = createStorageClient({ url: t.url, token: await install.token() }, (input, init) => {
+      sent++;
+      return fetch(input, init);
+    });
+    expect(commitFailed(await c.commit().put('cm-nan', 'a', { x: [NaN] }).run())).toMatchObject({ code: 'CLIENT_ERROR', message: expect.stringMatching(/NaN/) });
+    expect(commitFailed(await c.commit().put('cm-nan', 'a', 1).increment('cm-nan', 'b', Infinity).run())).toMatchObject({ code: 'CLIENT_ERROR' });
+    expect(sent).toBe(0);
+    expect(ok(await client.get('cm-nan', 'a')).record).toBeNull();
+  });
+
+  it('a read-only token committing is FORBIDDEN', async () => {
+    const reader = createStorageClient({ url: t.url, token: await install.token('storage:read') });
+    expect(commitFailed(await reader.commit().put('cm-ro', 'k', 1).run())).toMatchObject({ code: 'FORBIDDEN' });
   });
 });
 
