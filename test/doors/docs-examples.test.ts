@@ -1,7 +1,8 @@
 /**
- * The examples of docs/callers.md run against a test server, in the order of the page: every
- * ```sh block marked `# example: <name>` with bash (variables from the environment), every ```ts
- * block marked `// example: <name>` type-checked and executed. Each example has its own assertions.
+ * The examples of docs/callers.md and docs/transactions.md run against a test server, in the order
+ * of each page: every ```sh block marked `# example: <name>` with bash (variables from the
+ * environment), every ```ts block marked `// example: <name>` type-checked and executed. Each
+ * example has its own assertions.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,6 +38,8 @@ function extractExamples(markdown: string): Example[] {
 }
 
 const examples = extractExamples(readFileSync(DOC, 'utf8'));
+const TX_DOC = join(root, 'docs/transactions.md');
+const txExamples = extractExamples(readFileSync(TX_DOC, 'utf8'));
 const run = promisify(execFile);
 
 let t: TestApp;
@@ -63,9 +66,9 @@ afterAll(async () => {
   await t?.close();
 });
 
-async function bash(code: string): Promise<string> {
+async function bash(code: string, vars: Record<string, string> = env): Promise<string> {
   // Asynchronous on purpose: the server answering these requests runs in this process.
-  const { stdout } = await run('bash', ['-euo', 'pipefail', '-c', code], { env, cwd: root, timeout: 60_000, maxBuffer: 1 << 20 });
+  const { stdout } = await run('bash', ['-euo', 'pipefail', '-c', code], { env: vars, cwd: root, timeout: 60_000, maxBuffer: 1 << 20 });
   return stdout;
 }
 
@@ -288,6 +291,99 @@ describe('docs/callers.md examples', () => {
       const check = checks[example.name];
       if (!check) return expect.fail(`no assertions for example "${example.name}"`);
       const stdout = example.lang === 'sh' ? await bash(example.code) : '';
+      await check(stdout, example);
+    });
+  }
+});
+
+// ---------------------------------------------------------------- docs/transactions.md
+
+describe('docs/transactions.md examples', () => {
+  // An install of its own: these examples leave the callers' page's usage and audit counts alone.
+  let storage: StorageClient;
+  let txEnv: Record<string, string>;
+  beforeAll(async () => {
+    const install = await t.createInstall();
+    const token = await install.token();
+    txEnv = { ...env, TOKEN: token, INSTALL_ID: install.id };
+    const { createStorageClient } = await import('../../client/index.js');
+    storage = createStorageClient({ url: t.url, token });
+  });
+
+  /** The value of a record, or null when missing. */
+  async function valueOf(namespace: string, key: string): Promise<unknown> {
+    const r = await storage.get(namespace, key);
+    if (!r.ok) return expect.fail(JSON.stringify(r.error));
+    return r.record?.value ?? null;
+  }
+
+  const txChecks: Record<string, Check> = {
+    'tx-move-item': async (_, example) => {
+      expect(typeCheck(example.name, example.code)).toEqual([]);
+      const mod = await load(example.name, example.code);
+      const moveItem = mod.moveItem as (s: StorageClient, from: string, to: string, item: string, maxAttempts?: number) => Promise<number | string>;
+      const items = Array.from({ length: 8 }, (_, i) => `card-${i}`);
+      expect((await storage.put('lists', 'todo', { items })).ok).toBe(true);
+      // The target list does not exist yet (checked at revision 0); eight moves race on the same two records.
+      const results = await Promise.all(items.map((item) => moveItem(storage, 'todo', 'done', item, 50)));
+      for (const r of results) expect(typeof r, String(r)).toBe('number');
+      // Some moves lost a race and retried: each commit that won was computed from what it replaced.
+      expect(Math.max(...(results as number[]))).toBeGreaterThan(1);
+      expect(await valueOf('lists', 'todo')).toEqual({ items: [] });
+      expect(((await valueOf('lists', 'done')) as { items: string[] }).items.sort()).toEqual(items);
+      // Moving something that is not there changes nothing.
+      expect(await moveItem(storage, 'todo', 'done', 'card-0')).toBe('"card-0" is not in todo');
+    },
+
+    'tx-counter': async (_, example) => {
+      expect(typeCheck(example.name, example.code)).toEqual([]);
+      const mod = await load(example.name, example.code);
+      const countDownload = mod.countDownload as (s: StorageClient, file: string) => Promise<number | null>;
+      const recordPurchase = mod.recordPurchase as (s: StorageClient, orderId: string, amount: number) => Promise<boolean>;
+      expect(await countDownload(storage, 'report.pdf')).toBe(1);
+      // 20 concurrent writers, each incrementing by 1: exactly +20, every intermediate count seen once.
+      const counts = await Promise.all(Array.from({ length: 20 }, () => countDownload(storage, 'report.pdf')));
+      expect([...counts].sort((a, b) => a! - b!)).toEqual(Array.from({ length: 20 }, (_, i) => i + 2));
+      const record = await storage.get('downloads', 'report.pdf');
+      expect(record.ok && record.record).toMatchObject({ value: 21, revision: 21 });
+      // A purchase and its totals: both or neither; the same order twice is refused whole.
+      expect(await recordPurchase(storage, 'o-1', 19.99)).toBe(true);
+      expect(await recordPurchase(storage, 'o-2', 0.01)).toBe(true);
+      expect(await recordPurchase(storage, 'o-1', 19.99)).toBe(false);
+      expect(await valueOf('totals', 'revenue')).toBe(20);
+      expect(await valueOf('totals', 'orders')).toBe(2);
+    },
+
+    'tx-graphql': async (out, example) => {
+      const first = json(out).data.commit;
+      expect(first).toEqual({
+        __typename: 'CommitSuccess',
+        committed: true,
+        records: [{ key: 'todo', value: { cards: ['write docs'] }, revision: 1 }, null, { key: 'cardCount', value: 1, revision: 1 }],
+      });
+      // Sent again: the check fails and nothing is written.
+      const second = json(await bash(example.code, txEnv)).data.commit;
+      expect(second).toEqual({
+        __typename: 'CommitConflict',
+        code: 'REVISION_MISMATCH',
+        message: expect.any(String),
+        conflicts: [{ index: 0, key: 'todo', expectedRevision: 0, currentRevision: 1 }],
+      });
+      expect(await valueOf('boards', 'cardCount')).toBe(1);
+    },
+  };
+
+  it('has examples, each with its own assertions', () => {
+    const names = txExamples.map((e) => e.name);
+    expect(new Set(names).size).toBe(names.length);
+    expect(names.sort()).toEqual(Object.keys(txChecks).sort());
+  });
+
+  for (const example of txExamples) {
+    it(`example "${example.name}" runs and answers as documented`, async () => {
+      const check = txChecks[example.name];
+      if (!check) return expect.fail(`no assertions for example "${example.name}"`);
+      const stdout = example.lang === 'sh' ? await bash(example.code, txEnv) : '';
       await check(stdout, example);
     });
   }
