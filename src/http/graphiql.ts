@@ -41,6 +41,31 @@ mutation WriteRecord($installId: ID!) {
       variables: vars({ installId }),
     },
     {
+      name: 'commit',
+      query: `# Checks, then puts, deletes and increments across namespaces of one install: all or nothing.
+# A failed check writes nothing and answers CommitConflict (run this twice: "todo" exists then).
+# dryRun: true decides everything and writes nothing.
+mutation Commit($installId: ID!, $checks: [CommitCheck!], $operations: [CommitOperation!]!, $dryRun: Boolean) {
+  commit(input: { installId: $installId, checks: $checks, operations: $operations, dryRun: $dryRun }) {
+    __typename
+    ... on CommitSuccess { committed records { namespace key value revision } }
+    ... on CommitConflict { conflicts { index namespace key expectedRevision currentRevision } }
+    ... on LimitExceeded { limit itemIndex }
+    ... on StorageError { code message }
+  }
+}`,
+      variables: vars({
+        installId,
+        checks: [{ namespace: 'boards', key: 'todo', revision: 0 }],
+        operations: [
+          { put: { namespace: 'boards', key: 'todo', value: { cards: ['write docs'] } } },
+          { delete: { namespace: 'boards', key: 'draft' } },
+          { increment: { namespace: 'stats', key: 'boards', by: 1 } },
+        ],
+        dryRun: false,
+      }),
+    },
+    {
       name: 'list',
       query: `# Page through a namespace by key; pass pageInfo.endCursor as "after" for the next page.
 query ListRecords($installId: ID!, $after: String) {
