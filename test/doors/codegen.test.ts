@@ -45,7 +45,7 @@ describe('generated client documents', () => {
     expect(config.generates['client/generated/possible-types.ts']).toMatchObject({ plugins: ['fragment-matcher'], config: { apolloClientVersion: 3 } });
     expect(config.generates['client/generated/graphcache-schema.ts']).toMatchObject({ plugins: ['urql-introspection'], config: { module: 'es2015', useTypeImports: true } });
     const possible = readFileSync(join(root, 'client/generated/possible-types.ts'), 'utf8');
-    expect(possible).toMatch(/"StorageError": \[\s*"LimitExceeded",\s*"QuotaExceeded",\s*"RevisionMismatch",\s*"ValidationFailed"\s*\]/);
+    expect(possible).toMatch(/"StorageError": \[\s*"CommitConflict",\s*"LimitExceeded",\s*"QuotaExceeded",\s*"RevisionMismatch",\s*"ValidationFailed"\s*\]/);
     expect(possible).toMatch(/"Node": \[\s*"Install",\s*"Namespace",\s*"Record"\s*\]/);
     expect(possible).toMatch(/"PutRecordResult": \[/);
   });

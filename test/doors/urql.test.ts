@@ -88,7 +88,7 @@ describe('urql Graphcache: the package options fit the schema', () => {
       .map((type) => type.name)
       .sort();
     expect([...embeddedTypes].sort()).toEqual(withoutId);
-    expect(possibleTypes.StorageError).toEqual(['LimitExceeded', 'QuotaExceeded', 'RevisionMismatch', 'ValidationFailed']);
+    expect(possibleTypes.StorageError).toEqual(['CommitConflict', 'LimitExceeded', 'QuotaExceeded', 'RevisionMismatch', 'ValidationFailed']);
     expect(possibleTypes.Node).toEqual(['Install', 'Namespace', 'Record']);
   });
 });
