@@ -2,8 +2,9 @@
  * The baseline of `npm run bench`: node:http + pg, no GraphQL, no auth, no guards, one statement
  * per request, the least SQL that answers each scenario. Reads run the gateway's own SELECTs
  * (src/storage/records.ts, same text shape and parameters); a put is a plain upsert, a create-only
- * put an insert that does nothing on conflict, a bulk put one multi-row upsert (no lock row, no
- * usage counters, no audit).
+ * put an insert that does nothing on conflict, a bulk put one multi-row upsert, a commit one upsert
+ * per operation in one transaction, an increment one upsert of a number (no lock row, no usage
+ * counters, no audit, no checks).
  *
  * Statements run as named prepared statements, as the gateway's do (src/db/database.ts), so the
  * baseline gets the same parse-once advantage; BARE_PREPARED=0 sends them unnamed.
@@ -11,7 +12,9 @@
  * Env: BARE_DATABASE_URL, BARE_TENANT, BARE_INSTALL, BARE_POOL_MAX (20), BARE_PREPARED (1), PORT, HOST.
  * Routes (POST, JSON body): /noop {}, /get {namespace,key}, /records {namespace,keys}, /list {namespace,first,afterKey},
  * /put {namespace,key,value,metadata,ifRevision?} (ifRevision absent: upsert; 0: create only, 409 if the key exists),
- * /bulk {namespace,items}; GET /healthz. Every route acts on BARE_INSTALL, or on the install named in
+ * /bulk {namespace,items}, /commit {operations: [{put: {namespace,key,value,metadata}}]} (BEGIN, one upsert per
+ * operation, COMMIT: the one route with more than one statement), /increment {namespace,key,by} (an
+ * upsert adding `by` to the stored number, exact decimal); GET /healthz. Every route acts on BARE_INSTALL, or on the install named in
  * an `x-install-id` header (the put16 scenario spreads its writes over several installs).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -68,6 +71,23 @@ const BULK = `INSERT INTO ext_storage_records AS r
     value = EXCLUDED.value, metadata = EXCLUDED.metadata, value_bytes = EXCLUDED.value_bytes,
     metadata_bytes = EXCLUDED.metadata_bytes, revision = r.revision + 1, updated_at = EXCLUDED.updated_at
   RETURNING r.key, r.revision`;
+/** A counter: a missing row starts at `by`; an existing one gets value + by (jsonb number → numeric → jsonb). */
+const INCREMENT = `INSERT INTO ext_storage_records AS r
+    (tenant_id, install_id, namespace, key, value, metadata, value_bytes, metadata_bytes, revision,
+     schema_version, ttl_expires_at, created_at, updated_at)
+  VALUES ($1::uuid, $2::uuid, $3, $4, to_jsonb($5::numeric), '{}'::jsonb, octet_length($5::numeric::text), 2, 1, NULL, NULL, now(), now())
+  ON CONFLICT (tenant_id, install_id, namespace, key) DO UPDATE SET
+    value = to_jsonb(r.value::numeric + $5::numeric), value_bytes = octet_length((r.value::numeric + $5::numeric)::text),
+    revision = r.revision + 1, updated_at = now()
+  RETURNING r.key, r.revision, r.value`;
+
+/** A pool client's query, as a named prepared statement unless BARE_PREPARED=0 (names shared with `query`). */
+function clientQuery(client: pg.PoolClient, text: string, values: unknown[]) {
+  if (!prepared) return client.query(text, values);
+  let name = names.get(text);
+  if (!name) names.set(text, (name = `bare_${names.size}`));
+  return client.query({ name, text, values });
+}
 
 type Body = Record<string, any>;
 
@@ -142,6 +162,30 @@ async function handle(path: string, install: string, b: Body): Promise<[number, 
       }));
       const { rows } = await query(BULK, [tenant, install, b.namespace, JSON.stringify(items)]);
       return [200, { records: rows }];
+    }
+    case '/commit': {
+      const puts = (b.operations as Array<{ put: Body }>).map((o) => o.put);
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const records: unknown[] = [];
+        for (const p of puts) {
+          const metadata = p.metadata ?? {};
+          const { rows } = await clientQuery(client, UPSERT, [tenant, install, p.namespace, p.key, JSON.stringify(p.value), JSON.stringify(metadata), bytes(p.value), bytes(metadata)]);
+          records.push(rows[0]);
+        }
+        await client.query('COMMIT');
+        client.release();
+        return [200, { records, committed: true }];
+      } catch (error) {
+        // A connection whose transaction failed is not reused.
+        client.release(error instanceof Error ? error : true);
+        throw error;
+      }
+    }
+    case '/increment': {
+      const { rows } = await query(INCREMENT, [tenant, install, b.namespace, b.key, String(b.by)]);
+      return [200, { record: rows[0] }];
     }
     default:
       return [404, { error: 'not found' }];

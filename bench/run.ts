@@ -75,6 +75,8 @@ const SCENARIOS = [
   { name: 'put-create', title: 'create-only put (ifRevision: 0, a fresh key per request), one install', goal: 0.4 },
   { name: 'put16', title: `unconditional put, each request on one of ${SPREAD_INSTALLS} installs`, goal: 0.5 },
   { name: 'bulk100', title: 'bulk put of 100 (unconditional)', goal: 0.3 },
+  { name: 'commit10', title: 'commit of 10 puts (~1 KB values) across 2 namespaces of one install', goal: null },
+  { name: 'increment', title: 'increment by 1 of one hot key', goal: null },
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
 type ScenarioName = Scenario['name'] | 'put-guards-off';
@@ -130,6 +132,10 @@ const READ_NS = 'bench';
 const GUARDED_NS = 'guarded';
 const OPEN_NS = 'open';
 const BULK_NS = 'bulk';
+/** The two namespaces commit10 writes to (schema on both). */
+const COMMIT_NS = ['txa', 'txb'];
+/** The namespace of increment's hot counter (no schema: VALUE_SCHEMA describes objects). */
+const COUNTER_NS = 'counters';
 const RECORD_FIELDS = 'namespace key value metadata revision schemaVersion ttlExpiresAt createdAt updatedAt';
 const VALUE_SCHEMA = {
   type: 'object',
@@ -151,6 +157,8 @@ const METADATA = { source: 'bench' };
  * put cycling over 1,000 keys writes a key with a different value each time round.
  */
 const VALUES = jsonTexts(Array.from({ length: 101 }, (_, n) => valueOf(n)));
+/** commit10's values: the same shape, about 1 KB each. */
+const VALUES_1K = jsonTexts(Array.from({ length: 101 }, (_, n) => ({ ...valueOf(n), body: 'x'.repeat(950) })));
 const SEED_KEY_TEXTS = jsonTexts(Array.from({ length: SEED_KEYS }, (_, i) => keyOf(i)));
 
 const QUERIES = {
@@ -163,6 +171,10 @@ const QUERIES = {
     ... on PutRecordSuccess { record { key revision updatedAt } } } }`,
   bulk: `mutation Bulk($input: BulkPutRecordsInput!) { bulkPutRecords(input: $input) { __typename
     ... on BulkPutRecordsSuccess { records { key revision } } } }`,
+  commit: `mutation Commit($input: CommitInput!) { commit(input: $input) { __typename
+    ... on CommitSuccess { records { key revision } committed } } }`,
+  increment: `mutation Increment($input: IncrementRecordInput!) { incrementRecord(input: $input) { __typename
+    ... on PutRecordSuccess { record { key revision value } } } }`,
 };
 
 // ---------------------------------------------------------------- request plans
@@ -235,6 +247,18 @@ function scenarioPlan(name: ScenarioName, t: Target, listPages: ListPages): Plan
       return gw
         ? gatewayPlan(t.install, jsonBody((slot) => ({ query: QUERIES.bulk, variables: { input: { namespace: BULK_NS, items: slot(items) } } })))
         : barePlan('/bulk', jsonBody((slot) => ({ namespace: BULK_NS, items: slot(items) })));
+    }
+    case 'commit10': {
+      // Windows of 10 keys per wrk thread, as bulk100's: commits in flight at once never partly overlap,
+      // and every commit writes its keys in the same order, so the bare server's transactions cannot deadlock.
+      const operations: Slot = { kind: 'commit', prefix: own('t'), size: 10, windows: 4 * settings.connections, values: VALUES_1K, metadata: JSON.stringify(METADATA), namespaces: COMMIT_NS };
+      return gw
+        ? gatewayPlan(t.install, jsonBody((slot) => ({ query: QUERIES.commit, variables: { input: { operations: slot(operations) } } })))
+        : barePlan('/commit', jsonBody((slot) => ({ operations: slot(operations) })));
+    }
+    case 'increment': {
+      const input = { namespace: COUNTER_NS, key: own('hot'), by: 1 };
+      return gw ? gatewayPlan(t.install, jsonBody(() => ({ query: QUERIES.increment, variables: { input } }))) : barePlan('/increment', jsonBody(() => input));
     }
   }
 }
@@ -387,7 +411,7 @@ async function runGatewayVsBare(scenarios: readonly Scenario[], runGuardsOff: bo
       const items = Array.from({ length: Math.min(100, SEED_KEYS - start) }, (_, i) => ({ key: keyOf(start + i), value: valueOf(start + i), metadata: METADATA }));
       await storage.bulkPutRecords(admin, { installId, namespace: READ_NS, items });
     }
-    for (const namespace of [GUARDED_NS, BULK_NS]) await storage.setNamespaceSchema(admin, { installId, namespace, schema: VALUE_SCHEMA });
+    for (const namespace of [GUARDED_NS, BULK_NS, ...COMMIT_NS]) await storage.setNamespaceSchema(admin, { installId, namespace, schema: VALUE_SCHEMA });
     const tokenOf = (iid: string) => mintToken(secret, { sub: 'bench-extension', tid: tenantId, role: 'extension', iid, scope: 'storage:read storage:write', expiresIn: '6h' });
     const token = await tokenOf(installId);
     const spreadInstalls: string[] = [];
@@ -399,7 +423,7 @@ async function runGatewayVsBare(scenarios: readonly Scenario[], runGuardsOff: bo
       spreadInstalls.push(id);
       spreadTokens.push(await tokenOf(id));
     }
-    log(`seeded: install ${installId}, ${SEED_KEYS} records in "${READ_NS}", schema on "${GUARDED_NS}" and "${BULK_NS}", ${SPREAD_INSTALLS} more installs for put16`);
+    log(`seeded: install ${installId}, ${SEED_KEYS} records in "${READ_NS}", schema on "${GUARDED_NS}", "${BULK_NS}" and ${COMMIT_NS.map((n) => `"${n}"`).join(', ')}, ${SPREAD_INSTALLS} more installs for put16`);
 
     // In-process gateway with a statement counter (same code, same database; used only for counting).
     const counter = { n: 0, sql: [] as string[] };
@@ -560,7 +584,7 @@ async function runGatewayVsBare(scenarios: readonly Scenario[], runGuardsOff: bo
       );
       lines.push('');
       lines.push('req/s: answers over both runs of a side; p50/p99: mean of the two runs; CPU µs/req: server CPU (user + system, /proc) over both runs\' answers.');
-      lines.push('SQL/req: statements the gateway sends per request (BEGIN/COMMIT included), counted in process, one request at a time; the bare server sends 1.');
+      lines.push('SQL/req: statements the gateway sends per request (BEGIN/COMMIT included), counted in process, one request at a time; the bare server sends 1 (commit10: BEGIN, 10 upserts, COMMIT).');
       const wrkCpu = rows.flatMap((r) => r.runs.map((run) => run.generatorCpuUsPerRequest)).filter((v): v is number => v !== null);
       if (wrkCpu.length > 0) lines.push(`wrk's own CPU: ${Math.min(...wrkCpu)}–${Math.max(...wrkCpu)} µs per request.`);
     }

@@ -191,7 +191,7 @@ export interface RunResult {
 export const gqlHeaders = (token: string) => ({ 'content-type': 'application/json', authorization: `Bearer ${token}` });
 
 /** The gateway's typed failures: an answer carrying one of these counts as failed. */
-export const FAILURE_TYPES = ['LimitExceeded', 'QuotaExceeded', 'RevisionMismatch', 'ValidationFailed'] as const;
+export const FAILURE_TYPES = ['CommitConflict', 'LimitExceeded', 'QuotaExceeded', 'RevisionMismatch', 'ValidationFailed'] as const;
 
 /** A GraphQL request to the gateway with an extension token (or one of several, chosen per request). */
 export function gatewayPlan(tokens: string | readonly string[], body: Body): Plan {

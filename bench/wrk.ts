@@ -19,7 +19,8 @@ export type Slot =
   | { kind: 'cycle'; items: string[] }
   | { kind: 'window'; items: string[]; size: number }
   | { kind: 'unique'; prefix: string }
-  | { kind: 'bulk'; prefix: string; size: number; windows: number; values: string[]; metadata: string };
+  | { kind: 'bulk'; prefix: string; size: number; windows: number; values: string[]; metadata: string }
+  | { kind: 'commit'; prefix: string; size: number; windows: number; values: string[]; metadata: string; namespaces: string[] };
 
 /** A JSON body: text pieces and slot numbers (1-based into `slots`). */
 export interface Body {

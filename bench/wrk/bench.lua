@@ -17,6 +17,9 @@
 --                                   a JSON array of `size` items {key, value, metadata}; the keys
 --                                   are one of `windows` fixed windows of this thread, so batches
 --                                   in flight at once never share part of a window
+--     commit  { prefix, size, windows, values, metadata, namespaces }
+--                                   a JSON array of `size` commit operations {put: {namespace, key,
+--                                   value, metadata}}, keys as for bulk, namespaces in turn
 --   failures            __typename values that count as failed answers
 --   limit               optional: stop after this many answers per thread (prints "@@wrk-limit",
 --                       on which bench/wrk.ts interrupts wrk so the run's duration is right)
@@ -64,6 +67,16 @@ local slots = {
       items[i] = '{"key":"' .. keyPrefix .. i .. '","value":' .. value .. ',"metadata":' .. s.metadata .. "}"
     end
     return "[" .. table.concat(items, ",") .. "]"
+  end,
+  commit = function(s)
+    local keyPrefix = s.prefix .. thread_id .. "-" .. (counter % s.windows) .. "-"
+    local ops = {}
+    for i = 1, s.size do
+      local value = s.values[(counter * s.size + i) % #s.values + 1]
+      local namespace = s.namespaces[(i - 1) % #s.namespaces + 1]
+      ops[i] = '{"put":{"namespace":"' .. namespace .. '","key":"' .. keyPrefix .. i .. '","value":' .. value .. ',"metadata":' .. s.metadata .. "}}"
+    end
+    return "[" .. table.concat(ops, ",") .. "]"
   end,
 }
 

@@ -486,7 +486,7 @@ export class PlanCache {
 export function runnerPrice(operation: string, body: Readonly<Record<string, unknown>>, limits: PriceEnv['limits']): Price {
   const env: PriceEnv = { limits, namespaceBound: () => 0 };
   const price = (coordinate: string, args: Record<string, unknown>): Price => {
-    const rule = FIELD_RULES[coordinate]!;
+    const rule = FIELD_RULES[coordinate] ?? UNKNOWN;
     const a = new Args(new Map(Object.entries(args).map(([k, v]) => [k, { ast: undefined, fallback: v }])), {}, new Map());
     return { reads: typeof rule.reads === 'number' ? rule.reads : rule.reads(a, START), records: rule.records?.(a, env) ?? 0 };
   };
@@ -501,6 +501,10 @@ export function runnerPrice(operation: string, body: Readonly<Record<string, unk
       return price('Mutation.deleteRecord', {});
     case 'bulkPut':
       return price('Mutation.bulkPutRecords', { input: { items: body.items } });
+    case 'increment':
+      return price('Mutation.incrementRecord', {});
+    case 'commit':
+      return price('Mutation.commit', { input: { operations: body.operations, checks: body.checks } });
     default:
       return { reads: 1, records: 0 };
   }

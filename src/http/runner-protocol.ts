@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   BadInputError,
+  CommitConflictError,
   LimitExceededError,
   QuotaExceededError,
   RevisionMismatchError,
@@ -16,7 +17,7 @@ import {
 } from '../storage/errors.js';
 import type { Principal } from '../storage/principal.js';
 import type { StoredRecord } from '../storage/records.js';
-import type { BulkPutItem, Storage } from '../storage/storage.js';
+import type { BulkPutItem, CommitCheckInput, CommitOperationInput, Storage } from '../storage/storage.js';
 import { MAX_JSON_DEPTH } from '../storage/limits.js';
 import { BodyTooLargeError, isUtf8Body, jsonNestingExceeds, MAX_REQUEST_JSON_DEPTH, readBody } from './body.js';
 import { clipForLog } from './log-fields.js';
@@ -62,6 +63,11 @@ const STATUS: Record<StorageErrorCode, [number, string]> = {
 };
 
 function details(error: StorageError): unknown {
+  if (error instanceof CommitConflictError) {
+    return {
+      conflicts: error.conflicts.map((c) => ({ index: c.index, namespace: c.namespace, key: c.key, expectedRevision: c.expectedRevision, currentRevision: c.currentRevision })),
+    };
+  }
   if (error instanceof RevisionMismatchError) {
     return { namespace: error.namespace, key: error.key, expectedRevision: error.expectedRevision, currentRevision: error.currentRevision };
   }
@@ -111,7 +117,8 @@ async function execute(body: Body, principal: Principal, deps: RunnerDeps): Prom
   const operation = field<string>(body, 'operation', 'string', true)!;
   // Caller-controlled: a 1 MB operation field made a 1 MB log line.
   deps.log.operation = clipForLog(operation, 128);
-  const namespace = field<string>(body, 'namespace', 'string', true)!;
+  // A commit names its namespaces in its checks and operations; its top-level `namespace` is ignored.
+  const namespace = operation === 'commit' ? '' : field<string>(body, 'namespace', 'string', true)!;
   // A known, fixed cost per operation (a list by its limit, a bulk put by its items), charged before it runs.
   deps.charge(principal, operation, body);
   switch (operation) {
@@ -179,8 +186,33 @@ async function execute(body: Body, principal: Principal, deps: RunnerDeps): Prom
         items: records.map((r) => ({ key: r.key, revision: r.revision, ttlExpiresAt: r.ttlExpiresAt?.toISOString() ?? null })),
       };
     }
+    case 'increment': {
+      const record = await storage.incrementRecord(caller, {
+        namespace,
+        key: field<string>(body, 'key', 'string', true)!,
+        // Any JSON: the core refuses what is not a finite number.
+        by: body.by as number,
+        ttlSeconds: optionalInt(body, 'ttlSeconds'),
+      });
+      return recordShape(record, true, true);
+    }
+    case 'commit': {
+      // Shapes are the core's to check (prepareCommit): lists, one of put/delete/increment, names, numbers.
+      const operations = field<unknown>(body, 'operations', 'array', true);
+      const dryRun = field<boolean>(body, 'dryRun', 'boolean', false) ?? false;
+      const outcome = await storage.commit(caller, {
+        checks: body.checks as CommitCheckInput[] | null | undefined,
+        operations: operations as CommitOperationInput[],
+        dryRun,
+      });
+      return {
+        records: outcome.records.map((r) => (r === null ? null : recordShape(r, true, true))),
+        committed: outcome.committed,
+        cursor: outcome.cursor,
+      };
+    }
     default:
-      throw new ProtocolError(400, 'VALIDATION_FAILED', 'operation must be one of put, get, list, delete, bulkPut');
+      throw new ProtocolError(400, 'VALIDATION_FAILED', 'operation must be one of put, get, list, delete, bulkPut, increment, commit');
   }
 }
 

@@ -580,6 +580,251 @@ describe('Runner REST: bulkPut', () => {
   });
 });
 
+describe('Runner REST: increment', () => {
+  let install: TestInstall;
+  beforeAll(async () => {
+    install = await t.createInstall();
+  });
+  const GET_SHAPE = ['createdAt', 'key', 'metadata', 'namespace', 'revision', 'ttlExpiresAt', 'updatedAt', 'value'];
+
+  it('answers the get shape: a missing record starts at 0 and is created at revision 1', async () => {
+    const res = await runner(install.id, { operation: 'increment', namespace: 'counters', key: 'visits', by: 5 });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(Object.keys(res.body).sort()).toEqual(GET_SHAPE);
+    expect(res.body).toMatchObject({ namespace: 'counters', key: 'visits', value: 5, metadata: {}, revision: 1, ttlExpiresAt: null });
+    expect(res.body.createdAt).toMatch(ISO);
+    expect(res.body.updatedAt).toMatch(ISO);
+    const again = await runner(install.id, { operation: 'increment', namespace: 'counters', key: 'visits', by: -2 });
+    expect(again.body).toMatchObject({ value: 3, revision: 2, createdAt: res.body.createdAt });
+    expect((await runner(install.id, { operation: 'get', namespace: 'counters', key: 'visits' })).body).toMatchObject({ value: 3, revision: 2 });
+  });
+
+  it('adds in exact decimal and keeps metadata; ttlSeconds sets the TTL', async () => {
+    await runner(install.id, { operation: 'put', namespace: 'counters', key: 'dec', value: 0.1, metadata: { unit: 'eur' } });
+    const res = await runner(install.id, { operation: 'increment', namespace: 'counters', key: 'dec', by: 0.2, ttlSeconds: 3600 });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.body).toMatchObject({ value: 0.3, metadata: { unit: 'eur' }, revision: 2 });
+    expect(res.body.ttlExpiresAt).toMatch(ISO);
+  });
+
+  it('an increment of a value that is not a number is 400 LIMIT_EXCEEDED valueType and changes nothing', async () => {
+    await runner(install.id, { operation: 'put', namespace: 'counters', key: 'text', value: 'seven' });
+    const details = expectError(await runner(install.id, { operation: 'increment', namespace: 'counters', key: 'text', by: 1 }), 400, 'LIMIT_EXCEEDED');
+    expect(details).toMatchObject({ limit: 'valueType', itemIndex: null });
+    expect((await runner(install.id, { operation: 'get', namespace: 'counters', key: 'text' })).body).toMatchObject({ value: 'seven', revision: 1 });
+  });
+
+  it('a malformed increment is 400 and writes nothing', async () => {
+    const bad: Array<[Record<string, unknown>, string]> = [
+      [{ operation: 'increment', namespace: 'counters', key: 'bad' }, 'VALIDATION_FAILED'],
+      [{ operation: 'increment', namespace: 'counters', key: 'bad', by: '1' }, 'VALIDATION_FAILED'],
+      [{ operation: 'increment', namespace: 'counters', key: 'bad', by: null }, 'VALIDATION_FAILED'],
+      [{ operation: 'increment', namespace: 'counters', key: 'bad', by: [1] }, 'VALIDATION_FAILED'],
+      [{ operation: 'increment', namespace: 'counters', key: 'bad', by: 1, ttlSeconds: '60' }, 'VALIDATION_FAILED'],
+      [{ operation: 'increment', namespace: 'counters', key: 7, by: 1 }, 'VALIDATION_FAILED'],
+      [{ operation: 'increment', key: 'bad', by: 1 }, 'VALIDATION_FAILED'],
+      [{ operation: 'increment', namespace: 'Bad NS', key: 'bad', by: 1 }, 'LIMIT_EXCEEDED'],
+      [{ operation: 'increment', namespace: 'counters', key: 'bad', by: 1, ttlSeconds: 1 }, 'LIMIT_EXCEEDED'],
+    ];
+    for (const [body, code] of bad) expectError(await runner(install.id, body), 400, code);
+    // 1e400 is Infinity once parsed: not a finite number.
+    const raw = await runner(install.id, null, { rawBody: '{"operation":"increment","namespace":"counters","key":"bad","by":1e400}' });
+    expectError(raw, 400, 'VALIDATION_FAILED');
+    expectError(await runner(install.id, { operation: 'get', namespace: 'counters', key: 'bad' }), 404, 'NOT_FOUND');
+  });
+
+  it('refuses an install without the write capability with 403 FORBIDDEN', async () => {
+    const readOnly = await t.createInstall({ canWrite: false });
+    expectError(await runner(readOnly.id, { operation: 'increment', namespace: 'counters', key: 'k', by: 1 }), 403, 'FORBIDDEN');
+  });
+});
+
+describe('Runner REST: commit', () => {
+  let install: TestInstall;
+  beforeAll(async () => {
+    install = await t.createInstall();
+  });
+  const get = (namespace: string, key: string) => runner(install.id, { operation: 'get', namespace, key });
+
+  it('answers {records, committed, cursor}: one get-shaped record per operation, null for a delete, across namespaces', async () => {
+    await runner(install.id, { operation: 'put', namespace: 'orders', key: 'old', value: 'bye' });
+    await runner(install.id, { operation: 'put', namespace: 'stock', key: 'apples', value: 10 });
+    const res = await runner(install.id, {
+      operation: 'commit',
+      checks: [{ namespace: 'stock', key: 'apples', revision: 1 }],
+      operations: [
+        { put: { namespace: 'orders', key: 'o-1', value: { items: 3 }, metadata: { by: 'runner' } } },
+        { increment: { namespace: 'stock', key: 'apples', by: -3 } },
+        { delete: { namespace: 'orders', key: 'old' } },
+      ],
+    });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(Object.keys(res.body).sort()).toEqual(['committed', 'cursor', 'records']);
+    expect(res.body.committed).toBe(true);
+    expect(res.body.records).toHaveLength(3);
+    const GET_SHAPE = ['createdAt', 'key', 'metadata', 'namespace', 'revision', 'ttlExpiresAt', 'updatedAt', 'value'];
+    expect(Object.keys(res.body.records[0]).sort()).toEqual(GET_SHAPE);
+    expect(Object.keys(res.body.records[1]).sort()).toEqual(GET_SHAPE);
+    expect(res.body.records[0]).toMatchObject({ namespace: 'orders', key: 'o-1', value: { items: 3 }, metadata: { by: 'runner' }, revision: 1, ttlExpiresAt: null });
+    expect(res.body.records[0].createdAt).toMatch(ISO);
+    expect(res.body.records[1]).toMatchObject({ namespace: 'stock', key: 'apples', value: 7, revision: 2 });
+    expect(res.body.records[2]).toBeNull();
+    expect((await get('orders', 'o-1')).body).toMatchObject({ value: { items: 3 }, revision: 1 });
+    expect((await get('stock', 'apples')).body).toMatchObject({ value: 7, revision: 2 });
+    expectError(await get('orders', 'old'), 404, 'NOT_FOUND');
+  });
+
+  it('ignores the top-level namespace, present or not, valid or not', async () => {
+    const without = await runner(install.id, { operation: 'commit', operations: [{ put: { namespace: 'a', key: 'no-ns', value: 1 } }] });
+    expect(without.status, JSON.stringify(without.body)).toBe(200);
+    const odd = await runner(install.id, { operation: 'commit', namespace: 'Not A Namespace', operations: [{ put: { namespace: 'a', key: 'odd-ns', value: 1 } }] });
+    expect(odd.status, JSON.stringify(odd.body)).toBe(200);
+    expect(odd.body.records[0]).toMatchObject({ namespace: 'a', key: 'odd-ns' });
+  });
+
+  it('failed checks are 409 REVISION_MISMATCH listing every conflict in details.conflicts, and nothing is written', async () => {
+    await runner(install.id, { operation: 'put', namespace: 'cas', key: 'x', value: 'x1' });
+    await runner(install.id, { operation: 'put', namespace: 'cas', key: 'x', value: 'x2' });
+    await runner(install.id, { operation: 'put', namespace: 'cas', key: 'y', value: 'y1' });
+    const res = await runner(install.id, {
+      operation: 'commit',
+      checks: [
+        { namespace: 'cas', key: 'x', revision: 1 },
+        { namespace: 'cas', key: 'y', revision: 1 },
+        { namespace: 'cas', key: 'ghost', revision: 4 },
+        { namespace: 'cas', key: 'y', revision: 0 },
+      ],
+      operations: [
+        { put: { namespace: 'cas', key: 'new', value: 1 } },
+        { delete: { namespace: 'cas', key: 'y' } },
+      ],
+    });
+    const details = expectError(res, 409, 'REVISION_MISMATCH');
+    expect(details).toEqual({
+      conflicts: [
+        { index: 0, namespace: 'cas', key: 'x', expectedRevision: 1, currentRevision: 2 },
+        { index: 2, namespace: 'cas', key: 'ghost', expectedRevision: 4, currentRevision: null },
+        { index: 3, namespace: 'cas', key: 'y', expectedRevision: 0, currentRevision: 1 },
+      ],
+    });
+    expectError(await get('cas', 'new'), 404, 'NOT_FOUND');
+    expect((await get('cas', 'y')).body).toMatchObject({ value: 'y1', revision: 1 });
+  });
+
+  it('dryRun answers the records as they would be with committed false and cursor null, and writes nothing', async () => {
+    await runner(install.id, { operation: 'put', namespace: 'dry', key: 'n', value: 1 });
+    const res = await runner(install.id, {
+      operation: 'commit',
+      dryRun: true,
+      checks: [{ namespace: 'dry', key: 'n', revision: 1 }],
+      operations: [{ increment: { namespace: 'dry', key: 'n', by: 1 } }, { put: { namespace: 'dry', key: 'fresh', value: 'v' } }],
+    });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.body.committed).toBe(false);
+    expect(res.body.cursor).toBeNull();
+    expect(res.body.records[0]).toMatchObject({ namespace: 'dry', key: 'n', value: 2, revision: 2 });
+    expect(res.body.records[1]).toMatchObject({ namespace: 'dry', key: 'fresh', value: 'v', revision: 1 });
+    expect((await get('dry', 'n')).body).toMatchObject({ value: 1, revision: 1 });
+    expectError(await get('dry', 'fresh'), 404, 'NOT_FOUND');
+    // A dry run still answers a failed check with the 409.
+    const conflict = await runner(install.id, {
+      operation: 'commit',
+      dryRun: true,
+      checks: [{ namespace: 'dry', key: 'n', revision: 7 }],
+      operations: [{ delete: { namespace: 'dry', key: 'n' } }],
+    });
+    expect(expectError(conflict, 409, 'REVISION_MISMATCH').conflicts).toEqual([{ index: 0, namespace: 'dry', key: 'n', expectedRevision: 7, currentRevision: 1 }]);
+  });
+
+  it('malformed commits are 400 VALIDATION_FAILED and write nothing', async () => {
+    const put = { put: { namespace: 'bad', key: 'k', value: 1 } };
+    const bad: Array<Record<string, unknown>> = [
+      { operation: 'commit' },
+      { operation: 'commit', operations: null },
+      { operation: 'commit', operations: put },
+      { operation: 'commit', operations: 'put' },
+      { operation: 'commit', operations: [put], checks: { namespace: 'bad', key: 'k', revision: 0 } },
+      { operation: 'commit', operations: [put], checks: 'none' },
+      { operation: 'commit', operations: [put], dryRun: 'yes' },
+      { operation: 'commit', operations: [put], dryRun: 1 },
+      { operation: 'commit', operations: [{}] },
+      { operation: 'commit', operations: [null] },
+      { operation: 'commit', operations: [7] },
+      { operation: 'commit', operations: [[put]] },
+      { operation: 'commit', operations: [{ ...put, delete: { namespace: 'bad', key: 'j' } }] },
+      { operation: 'commit', operations: [{ put: 'k' }] },
+      { operation: 'commit', operations: [{ increment: { namespace: 'bad', key: 'n' } }] },
+      { operation: 'commit', operations: [{ increment: { namespace: 'bad', key: 'n', by: '1' } }] },
+      { operation: 'commit', operations: [{ increment: { namespace: 'bad', key: 'n', by: true } }] },
+      { operation: 'commit', operations: [{ put: { namespace: 'bad', key: 'k', value: 1, ttlSeconds: '60' } }] },
+      { operation: 'commit', operations: [put], checks: [null] },
+      { operation: 'commit', operations: [put], checks: [{ namespace: 'bad', key: 'k' }] },
+      { operation: 'commit', operations: [put], checks: [{ namespace: 'bad', key: 'k', revision: -1 }] },
+      { operation: 'commit', operations: [put], checks: [{ namespace: 'bad', key: 'k', revision: 1.5 }] },
+    ];
+    for (const body of bad) {
+      const res = await runner(install.id, body);
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expectError(res, 400, 'VALIDATION_FAILED');
+    }
+    const raw = await runner(install.id, null, { rawBody: '{"operation":"commit","operations":[{"increment":{"namespace":"bad","key":"n","by":1e400}}]}' });
+    expectError(raw, 400, 'VALIDATION_FAILED');
+    expect((await runner(install.id, { operation: 'list', namespace: 'bad' })).body.items).toEqual([]);
+  });
+
+  it('commit limits are 400 LIMIT_EXCEEDED with the limit and the itemIndex', async () => {
+    const limit = async (body: Record<string, unknown>) => expectError(await runner(install.id, { operation: 'commit', ...body }), 400, 'LIMIT_EXCEEDED');
+    expect(await limit({ operations: [] })).toMatchObject({ limit: 'commitOperations', itemIndex: null });
+    const many = Array.from({ length: 101 }, (_, i) => ({ put: { namespace: 'lim', key: `k${i}`, value: i } }));
+    expect(await limit({ operations: many })).toMatchObject({ limit: 'commitOperations', max: 100, actual: 101, itemIndex: null });
+    const checks = Array.from({ length: 101 }, (_, i) => ({ namespace: 'lim', key: `k${i}`, revision: 0 }));
+    expect(await limit({ operations: many.slice(0, 1), checks })).toMatchObject({ limit: 'commitChecks', max: 100, actual: 101, itemIndex: null });
+    expect(
+      await limit({ operations: [{ put: { namespace: 'lim', key: 'd', value: 1 } }, { increment: { namespace: 'lim', key: 'e', by: 1 } }, { delete: { namespace: 'lim', key: 'd' } }] }),
+    ).toMatchObject({ limit: 'commitDuplicateKey', itemIndex: 2 });
+    expect(await limit({ operations: [{ put: { namespace: 'lim', key: 'ok', value: 1 } }, { put: { namespace: 'lim', key: 'big', value: 'x'.repeat(70_000) } }] })).toMatchObject({
+      limit: 'valueBytes',
+      max: 65536,
+      itemIndex: 1,
+    });
+    expect(await limit({ operations: [{ delete: { namespace: 'lim', key: 'a' } }, { put: { namespace: 'Bad NS', key: 'k', value: 1 } }] })).toMatchObject({
+      limit: 'namespaceFormat',
+      itemIndex: 1,
+    });
+    expect(await limit({ operations: [{ put: { namespace: 'lim', key: 'n', value: null } }] })).toMatchObject({ limit: 'valueType', itemIndex: 0 });
+    expect(await limit({ operations: many.slice(0, 1), checks: [{ namespace: 'lim', key: 'k'.repeat(257), revision: 0 }] })).toMatchObject({ limit: 'keyLength', itemIndex: null });
+    const big = Array.from({ length: 17 }, (_, i) => ({ put: { namespace: 'lim', key: `big${i}`, value: 'x'.repeat(65_000) } }));
+    expect(await limit({ operations: big })).toMatchObject({ limit: 'commitBytes', max: 1_048_576, itemIndex: null });
+    await runner(install.id, { operation: 'put', namespace: 'lim', key: 'word', value: 'text' });
+    expect(await limit({ operations: [{ put: { namespace: 'lim', key: 'p', value: 1 } }, { increment: { namespace: 'lim', key: 'word', by: 1 } }] })).toMatchObject({
+      limit: 'valueType',
+      itemIndex: 1,
+    });
+    const items = (await runner(install.id, { operation: 'list', namespace: 'lim', includeValues: false })).body.items;
+    expect(items.map((i: { key: string }) => i.key)).toEqual(['word']);
+  });
+
+  it('capability and quotas map as for the other writes: 403 FORBIDDEN, 429 QUOTA_EXCEEDED', async () => {
+    const readOnly = await t.createInstall({ canWrite: false });
+    expectError(await runner(readOnly.id, { operation: 'commit', operations: [{ put: { namespace: 'ns', key: 'k', value: 1 } }] }), 403, 'FORBIDDEN');
+    const narrow = await t.createInstall({ namespaces: ['allowed'] });
+    expectError(
+      await runner(narrow.id, { operation: 'commit', operations: [{ put: { namespace: 'allowed', key: 'k', value: 1 } }, { put: { namespace: 'other', key: 'k', value: 1 } }] }),
+      403,
+      'FORBIDDEN',
+    );
+    expectError(
+      await runner(narrow.id, { operation: 'commit', checks: [{ namespace: 'other', key: 'k', revision: 0 }], operations: [{ put: { namespace: 'allowed', key: 'k', value: 1 } }] }),
+      403,
+      'FORBIDDEN',
+    );
+    const small = await t.createInstall({ quota: { maxKeysPerNamespace: 2 } });
+    const ops = ['a', 'b', 'c'].map((key) => ({ put: { namespace: 'q', key, value: 1 } }));
+    expect(expectError(await runner(small.id, { operation: 'commit', operations: ops }), 429, 'QUOTA_EXCEEDED')).toMatchObject({ quota: 'keysPerNamespace', allowed: 2, itemIndex: null });
+    expect((await runner(small.id, { operation: 'list', namespace: 'q' })).body.items).toEqual([]);
+  });
+});
+
 describe('Runner REST: quotas and rate limits', () => {
   it('a write past the keys-per-namespace quota is 429 QUOTA_EXCEEDED with details', async () => {
     const small = await t.createInstall({ quota: { maxKeysPerNamespace: 2 } });

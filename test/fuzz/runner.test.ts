@@ -63,8 +63,23 @@ const SEEDS: Array<Record<string, unknown>> = [
   { operation: 'delete', namespace: 'full', key: 'target-key', ifRevision: 1 },
   { operation: 'delete', namespace: 'full', key: 'target-key' },
   { operation: 'bulkPut', namespace: 'full', items: [{ key: 'bulk-a', value: { n: 1 } }, { key: 'bulk-b', value: { n: 2 }, ttlSeconds: 120, ifRevision: 0, metadata: {} }] },
+  // Neither can succeed whatever is edited: a seed value is no number (valueType), a new key is past the quota.
+  { operation: 'increment', namespace: 'full', key: SEED_KEYS[0], by: 1, ttlSeconds: 3600 },
+  { operation: 'increment', namespace: 'full', key: 'target-key', by: 0.5 },
+  // Each operation list fails on its own (a new key past the quota, an increment of an object), checks or not.
+  {
+    operation: 'commit',
+    checks: [{ namespace: 'full', key: SEED_KEYS[0], revision: 1 }, { namespace: 'full', key: 'target-key', revision: 0 }],
+    operations: [
+      { put: { namespace: 'full', key: 'target-key', value: { n: 1 }, metadata: { m: 1 }, ttlSeconds: 3600, schemaVersion: 1 } },
+      { increment: { namespace: 'full', key: SEED_KEYS[1], by: 1, ttlSeconds: 120 } },
+      { delete: { namespace: 'full', key: 'absent-key' } },
+    ],
+    dryRun: false,
+  },
+  { operation: 'commit', namespace: 'full', checks: [{ namespace: 'full', key: SEED_KEYS[1], revision: 9 }], operations: [{ increment: { namespace: 'other', key: 'c', by: 1 } }], dryRun: true },
 ];
-const FIELDS = ['operation', 'namespace', 'key', 'value', 'metadata', 'ttlSeconds', 'ifRevision', 'schemaVersion', 'limit', 'cursor', 'keyPrefix', 'includeValues', 'includeMetadata', 'items'];
+const FIELDS = ['operation', 'namespace', 'key', 'value', 'metadata', 'ttlSeconds', 'ifRevision', 'schemaVersion', 'limit', 'cursor', 'keyPrefix', 'includeValues', 'includeMetadata', 'items', 'by', 'checks', 'operations', 'dryRun'];
 
 /** Raw JSON text for a field: wrong types, odd numbers, huge and deep values, odd strings. */
 const rawArb = fc.oneof(
@@ -73,7 +88,7 @@ const rawArb = fc.oneof(
     weight: 4,
     arbitrary: fc.constantFrom(
       '"str"', '""', 'true', 'false', 'null', '[]', '{}', '[{}]', '[null]', '[1,2]', '{"key":1}', '"\\u0000"', '"\\ud800"', '"a\\u0001b"',
-      '"put"', '"get"', '"list"', '"delete"', '"bulkPut"', '"PUT"', '"constructor"', '"__proto__"', '"toString"', '"hasOwnProperty"',
+      '"put"', '"get"', '"list"', '"delete"', '"bulkPut"', '"increment"', '"commit"', '"PUT"', '"constructor"', '"__proto__"', '"toString"', '"hasOwnProperty"',
       '"Bad NS"', '"../full"', '"full "', '"FULL"', '"seed/"', '"\\u202e"',
       '{"__proto__":{"polluted":1}}', '{"constructor":{"prototype":{"polluted":1}}}',
     ),
@@ -94,7 +109,7 @@ type FieldEdit = { t: 'set'; field: string; raw: string } | { t: 'drop'; field: 
 const fieldEditArb: fc.Arbitrary<FieldEdit> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ t: fc.constant('set' as const), field: fc.constantFrom(...FIELDS), raw: rawArb }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('drop' as const), field: fc.constantFrom(...FIELDS) }) },
-  { weight: 2, arbitrary: fc.record({ t: fc.constant('itemSet' as const), field: fc.constantFrom('key', 'value', 'metadata', 'ttlSeconds', 'ifRevision', 'extra'), raw: rawArb }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('itemSet' as const), field: fc.constantFrom('key', 'value', 'metadata', 'ttlSeconds', 'ifRevision', 'namespace', 'by', 'extra'), raw: rawArb }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('unknown' as const), raw: rawArb }) },
 );
 
@@ -107,7 +122,15 @@ function bodyText(seed: Record<string, unknown>, edits: FieldEdit[], shape: (typ
     if (e.t === 'set') fields.set(e.field, expandRaw(e.raw));
     else if (e.t === 'drop') fields.delete(e.field);
     else if (e.t === 'unknown') fields.set('unexpectedField', expandRaw(e.raw));
-    else {
+    else if (Array.isArray(seed.operations)) {
+      // A commit: the edit lands in the first operation's put, delete or increment.
+      const ops = seed.operations as Array<Record<string, Record<string, unknown>>>;
+      if (!fields.get('operations')?.startsWith('[{')) continue;
+      const [kind, target] = Object.entries(ops[0]!)[0]!;
+      const inner = Object.entries(target).map(([k, v]) => `${JSON.stringify(k)}:${k === e.field ? expandRaw(e.raw) : JSON.stringify(v)}`);
+      if (!(e.field in target)) inner.push(`${JSON.stringify(e.field)}:${expandRaw(e.raw)}`);
+      fields.set('operations', `[{${JSON.stringify(kind)}:{${inner.join(',')}}}${ops.length > 1 ? `,${ops.slice(1).map((o) => JSON.stringify(o)).join(',')}` : ''}]`);
+    } else {
       const items = seed.items as Array<Record<string, unknown>> | undefined;
       if (!items || !fields.get('items')?.startsWith('[{')) continue;
       const first = Object.entries(items[0]!).map(([k, v]) => `${JSON.stringify(k)}:${k === e.field ? expandRaw(e.raw) : JSON.stringify(v)}`);
