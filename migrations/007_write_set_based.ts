@@ -154,7 +154,7 @@ const NEXT_REVISION = (op: string) => `(coalesce((${TARGET(op)}->>'revision')::i
  * The request and the answer are migration 005's (see its comment). `v_targets` holds only the
  * live targets, so an expired record is absent everywhere, as the contract says.
  */
-function WRITE_FUNCTION(): string {
+export function WRITE_FUNCTION(): string {
   return `CREATE OR REPLACE FUNCTION ext_storage_write_v1(p_tenant_id uuid, p_install_id uuid, p_request jsonb) RETURNS jsonb
   LANGUAGE plpgsql AS $fn$
 DECLARE

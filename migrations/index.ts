@@ -6,6 +6,7 @@ import * as m004 from './004_install_bytes.js';
 import * as m005 from './005_write_function.js';
 import * as m006 from './006_write_batch.js';
 import * as m007 from './007_write_set_based.js';
+import * as m008 from './008_commit_and_counters.js';
 
 /** Every migration, in order. Names are recorded in kysely_migration; never rename one. */
 export const migrations: Record<string, Migration> = {
@@ -16,4 +17,5 @@ export const migrations: Record<string, Migration> = {
   '005_write_function': m005,
   '006_write_batch': m006,
   '007_write_set_based': m007,
+  '008_commit_and_counters': m008,
 };

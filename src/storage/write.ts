@@ -62,6 +62,7 @@ type Outcome =
   | { ok?: undefined; probe?: undefined; error: 'valueType'; index: number; key: string; reason: 'type' | 'bound'; type?: string }
   | { ok?: undefined; probe?: undefined; error: 'schema-changed'; namespace: string; active: number | null }
   | { ok?: undefined; probe?: undefined; error: 'schema' }
+  | { ok?: undefined; probe?: undefined; error: 'moved' }
   | { ok?: undefined; probe?: undefined; error: 'quota'; quota: QuotaName; allowed: number; used: number; index: number | null };
 
 type Refusal = Extract<Outcome, { error: string }>;
@@ -116,6 +117,8 @@ export class RecordWriter {
         this.activeSchemas.remember({ ...scope, namespace: outcome.namespace }, outcome.active);
         continue;
       }
+      // An increment's result changed between its validation and its write (a record expired in between).
+      if (outcome.error === 'moved' && attempt < MAX_ATTEMPTS) continue;
       throw this.refusal(cmd, verdict, outcome);
     }
   }
@@ -155,7 +158,13 @@ export class RecordWriter {
     return { versions, mustBeActive: [...mustBeActive].map(([namespace, version]) => ({ namespace, version })), failure, increments };
   }
 
-  private request(caller: Caller, scope: InstallScope, cmd: WriteCommand, verdict: SchemaVerdict, extra: { probe?: boolean; invalid?: boolean } = {}): string {
+  private request(
+    caller: Caller,
+    scope: InstallScope,
+    cmd: WriteCommand,
+    verdict: SchemaVerdict,
+    extra: { probe?: boolean; seen?: Record<string, unknown> } = {},
+  ): string {
     return JSON.stringify({
       operation: cmd.operation,
       actor: caller.principal.actor,
@@ -164,10 +173,11 @@ export class RecordWriter {
       auditRetentionSeconds: this.settings.auditRetentionSeconds,
       quota: { namespaces: scope.quota.maxNamespaces, keys: scope.quota.maxKeysPerNamespace, bytes: scope.quota.maxBytes },
       schemas: verdict.mustBeActive,
-      invalid: extra.invalid ?? verdict.failure !== null,
+      invalid: verdict.failure !== null,
       checks: cmd.checks,
       dryRun: cmd.dryRun,
       probe: extra.probe === true,
+      seen: extra.seen,
       bound: COUNTER_BOUND,
       ops: cmd.ops.map((op, index) => (op.kind === 'delete' ? op : { ...op, pinnedSchemaVersion: undefined, schemaVersion: verdict.versions[index] })),
     });
@@ -199,7 +209,7 @@ export class RecordWriter {
       } else if (verdict.failure && issues.length > verdict.failure.issues.length) {
         verdict.failure = new ValidationFailedError(verdict.failure.message, issues.slice(0, 100), verdict.failure.schemaVersion);
       }
-      return (await call(this.request(caller, scope, cmd, verdict))) as Outcome;
+      return (await call(this.request(caller, scope, cmd, verdict, { seen: computed }))) as Outcome;
     });
   }
 
@@ -229,6 +239,8 @@ export class RecordWriter {
         return verdict.failure ?? new Error('the write function reported a schema failure that was not found');
       case 'schema-changed':
         return new Error('the active schema kept changing during a write');
+      case 'moved':
+        return new Error('an increment kept changing between its validation and its write');
     }
   }
 
