@@ -62,6 +62,8 @@ export function schemaLintConfig(schemaSdl) {
               suffixes: ['Connection', 'Edge', 'Success'],
               types: [
                 'PageInfo',
+                'CheckConflict',
+                'CommitConflict',
                 'LimitExceeded',
                 'QuotaExceeded',
                 'RevisionMismatch',

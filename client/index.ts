@@ -13,11 +13,14 @@
  */
 import {
   BulkPutRecordsDocument,
+  CommitDocument,
   DeleteRecordDocument,
   GetRecordDocument,
   GetRecordsDocument,
+  IncrementRecordDocument,
   ListRecordsDocument,
   PutRecordDocument,
+  type CommitOperation,
   type StorageErrorFieldsFragment,
   type StorageRecordFragment,
   type TypedDocumentString,
@@ -130,6 +133,39 @@ export type StorageClientError =
 export type Failure = { ok: false; error: StorageClientError };
 export type Result<T extends object> = ({ ok: true } & T) | Failure;
 
+/** One check of a commit that did not hold; `currentRevision` is null when the key holds no live record. */
+export interface CheckConflict {
+  /** The check's index, in the order the checks were added. */
+  index: number;
+  namespace: string;
+  key: string;
+  expectedRevision: number;
+  currentRevision: number | null;
+}
+
+/** A commit's checks did not hold: nothing was written. Read again and retry with the current revisions. */
+export interface CommitConflictError {
+  code: 'REVISION_MISMATCH';
+  message: string;
+  /** Every check that failed, in the order the checks were added. */
+  conflicts: CheckConflict[];
+}
+
+/** What a commit can fail with: a commit has no ifRevision, so its REVISION_MISMATCH is always a CommitConflictError. */
+export type CommitError = Exclude<StorageClientError, RevisionMismatchError> | CommitConflictError;
+
+export type CommitResult =
+  | {
+      ok: true;
+      /** One entry per operation, in order: the record as written (as it would be, for a dry run), null for a delete. */
+      records: Array<StorageRecord | null>;
+      /** False for a dry run: nothing was written. */
+      committed: boolean;
+      /** The change-feed cursor just after the commit; null for a dry run. */
+      cursor: string | null;
+    }
+  | { ok: false; error: CommitError };
+
 // ------------------------------------------------------------------ options and inputs
 
 export type TokenSource = string | (() => string | Promise<string>);
@@ -194,6 +230,39 @@ export interface UpdateOptions {
   ttlSeconds?: number;
 }
 
+export interface IncrementOptions {
+  /** Sets the TTL like a put; omitted clears it. */
+  ttlSeconds?: number;
+}
+
+/** A commit's put replaces value, metadata and TTL together, like put without ifRevision (use a check instead). */
+export interface CommitPutOptions {
+  /** Must be a JSON object; omitted means {}. */
+  metadata?: Record<string, unknown>;
+  /** Omitted: the record never expires. */
+  ttlSeconds?: number;
+  schemaVersion?: number;
+}
+
+/**
+ * A commit being built: checks, then operations across namespaces of the install, sent together
+ * by `run` and applied all or nothing. Each method adds one item and returns the builder.
+ */
+export interface CommitBuilder {
+  /** The key must hold a live record at `revision` (0: must hold no live record), or nothing is written. */
+  check(namespace: string, key: string, revision: number): CommitBuilder;
+  put(namespace: string, key: string, value: unknown, options?: CommitPutOptions): CommitBuilder;
+  /** Removes a live record; an absent key is fine. */
+  delete(namespace: string, key: string): CommitBuilder;
+  /** Adds `by` to a numeric record (a missing one starts at 0). */
+  increment(namespace: string, key: string, by: number, options?: IncrementOptions): CommitBuilder;
+  /**
+   * Sends the commit. A failed check is `{ ok: false, error: CommitConflictError }` listing every
+   * failed check; `dryRun: true` decides everything and writes nothing (`committed: false`).
+   */
+  run(options?: { dryRun?: boolean }): Promise<CommitResult>;
+}
+
 /** Returns the new value for the current one (undefined when the record does not exist). */
 export type Updater = (current: unknown, record: StorageRecord | null) => unknown | Promise<unknown>;
 
@@ -215,6 +284,13 @@ export interface StorageClient {
    * `maxAttempts` times. No update is lost: each successful write was computed from the revision it replaced.
    */
   update(namespace: string, key: string, fn: Updater, options?: UpdateOptions): Promise<Result<{ record: StorageRecord; attempts: number }>>;
+  /**
+   * Adds `by` (negative to subtract) to a record whose value is a number; a missing record starts
+   * at 0. Concurrent increments never lose one. A stored value that is not a number is LIMIT_EXCEEDED valueType.
+   */
+  increment(namespace: string, key: string, by: number, options?: IncrementOptions): Promise<Result<{ record: StorageRecord }>>;
+  /** Starts a commit: `client.commit().check(...).put(...).delete(...).increment(...).run()`. */
+  commit(): CommitBuilder;
 }
 
 // ------------------------------------------------------------------ transport
@@ -253,7 +329,8 @@ function fromGraphQLError(e: GraphQLErrorJson, status: number, retryAfterHeader:
   }
 }
 
-function fromResultUnion(e: StorageErrorFieldsFragment): StorageClientError {
+/** A typed error of a result union other than CommitConflict (which only commit answers, see commitFailure). */
+function fromResultUnion(e: Exclude<StorageErrorFieldsFragment, { __typename: 'CommitConflict' }>): StorageClientError {
   switch (e.__typename) {
     case 'RevisionMismatch':
       return { code: 'REVISION_MISMATCH', message: e.message, namespace: e.namespace, key: e.key, expectedRevision: e.expectedRevision, currentRevision: e.currentRevision };
@@ -267,6 +344,14 @@ function fromResultUnion(e: StorageErrorFieldsFragment): StorageClientError {
 }
 
 const fail = (error: StorageClientError): Failure => ({ ok: false, error });
+
+function commitConflict(e: { message: string; conflicts: readonly CheckConflict[] }): CommitConflictError {
+  return {
+    code: 'REVISION_MISMATCH',
+    message: e.message,
+    conflicts: e.conflicts.map((c) => ({ index: c.index, namespace: c.namespace, key: c.key, expectedRevision: c.expectedRevision, currentRevision: c.currentRevision })),
+  };
+}
 
 function clientError(what: string, cause: unknown): ClientError {
   const reason = cause instanceof Error ? cause.message : typeof cause === 'string' ? cause : String(cause);
@@ -420,6 +505,53 @@ export function createStorageClient(options: StorageClientOptions, fetchImpl?: F
         last = written;
       }
       return last!;
+    },
+
+    async increment(namespace, key, by, opts = {}) {
+      const r = await request(IncrementRecordDocument, { input: { installId, namespace, key, by, ttlSeconds: opts.ttlSeconds } });
+      if (!r.ok) return r;
+      const result = r.data.incrementRecord;
+      return result.__typename === 'PutRecordSuccess' ? { ok: true, record: result.record } : fail(fromResultUnion(result));
+    },
+
+    commit() {
+      const checks: Array<{ namespace: string; key: string; revision: number }> = [];
+      const operations: CommitOperation[] = [];
+      const builder: CommitBuilder = {
+        check(namespace, key, revision) {
+          checks.push({ namespace, key, revision });
+          return builder;
+        },
+        put(namespace, key, value, opts = {}) {
+          operations.push({ put: { namespace, key, value, metadata: opts.metadata, ttlSeconds: opts.ttlSeconds, schemaVersion: opts.schemaVersion } });
+          return builder;
+        },
+        delete(namespace, key) {
+          operations.push({ delete: { namespace, key } });
+          return builder;
+        },
+        increment(namespace, key, by, opts = {}) {
+          operations.push({ increment: { namespace, key, by, ttlSeconds: opts.ttlSeconds } });
+          return builder;
+        },
+        async run(opts = {}) {
+          // Copies: the builder may be extended and run again.
+          const r = await request(CommitDocument, { input: { installId, checks: [...checks], operations: [...operations], dryRun: opts.dryRun ?? false } });
+          // A request-level error is never REVISION_MISMATCH (fromGraphQLError), so it is a CommitError.
+          if (!r.ok) return { ok: false, error: r.error as CommitError };
+          const result = r.data.commit;
+          switch (result.__typename) {
+            case 'CommitSuccess':
+              return { ok: true, records: result.records, committed: result.committed, cursor: result.cursor };
+            case 'CommitConflict':
+              return { ok: false, error: commitConflict(result) };
+            default:
+              // QuotaExceeded, LimitExceeded or ValidationFailed: never REVISION_MISMATCH.
+              return { ok: false, error: fromResultUnion(result) as CommitError };
+          }
+        },
+      };
+      return builder;
     },
   };
   return client;

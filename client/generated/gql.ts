@@ -16,19 +16,23 @@ import * as types from './graphql.js';
  */
 type Documents = {
     "mutation BulkPutRecords($input: BulkPutRecordsInput!) {\n  bulkPutRecords(input: $input) {\n    __typename\n    ... on BulkPutRecordsSuccess {\n      records {\n        ...StorageRecord\n      }\n    }\n    ... on StorageError {\n      ...StorageErrorFields\n    }\n  }\n}": typeof types.BulkPutRecordsDocument,
+    "mutation Commit($input: CommitInput!) {\n  commit(input: $input) {\n    __typename\n    ... on CommitSuccess {\n      records {\n        ...StorageRecord\n      }\n      committed\n      cursor\n    }\n    ... on CommitConflict {\n      code\n      message\n      conflicts {\n        index\n        namespace\n        key\n        expectedRevision\n        currentRevision\n      }\n    }\n    ... on StorageError {\n      ...StorageErrorFields\n    }\n  }\n}": typeof types.CommitDocument,
     "mutation DeleteRecord($input: DeleteRecordInput!) {\n  deleteRecord(input: $input) {\n    __typename\n    ... on DeleteRecordSuccess {\n      namespace\n      key\n      deleted\n    }\n    ... on StorageError {\n      ...StorageErrorFields\n    }\n  }\n}": typeof types.DeleteRecordDocument,
     "fragment StorageRecord on Record {\n  __typename\n  id\n  installId\n  namespace\n  key\n  value\n  metadata\n  revision\n  schemaVersion\n  ttlExpiresAt\n  createdAt\n  updatedAt\n}\n\nfragment StorageErrorFields on StorageError {\n  __typename\n  code\n  message\n  ... on RevisionMismatch {\n    namespace\n    key\n    expectedRevision\n    currentRevision\n  }\n  ... on QuotaExceeded {\n    quota\n    allowed\n    used\n    itemIndex\n  }\n  ... on LimitExceeded {\n    limit\n    max\n    actual\n    itemIndex\n  }\n  ... on ValidationFailed {\n    schemaVersion\n    issues {\n      path\n      message\n      keyword\n    }\n  }\n}": typeof types.StorageRecordFragmentDoc,
     "query GetRecord($namespace: String!, $key: String!, $installId: ID) {\n  record(namespace: $namespace, key: $key, installId: $installId) {\n    ...StorageRecord\n  }\n}": typeof types.GetRecordDocument,
     "query GetRecords($namespace: String!, $keys: [String!]!, $installId: ID) {\n  records(namespace: $namespace, keys: $keys, installId: $installId) {\n    ...StorageRecord\n  }\n}": typeof types.GetRecordsDocument,
+    "mutation IncrementRecord($input: IncrementRecordInput!) {\n  incrementRecord(input: $input) {\n    __typename\n    ... on PutRecordSuccess {\n      record {\n        ...StorageRecord\n      }\n    }\n    ... on StorageError {\n      ...StorageErrorFields\n    }\n  }\n}": typeof types.IncrementRecordDocument,
     "query ListRecords($namespace: String!, $prefix: String, $first: Int, $after: String, $installId: ID) {\n  recordList(\n    namespace: $namespace\n    prefix: $prefix\n    first: $first\n    after: $after\n    installId: $installId\n  ) {\n    __typename\n    edges {\n      cursor\n      node {\n        ...StorageRecord\n      }\n    }\n    pageInfo {\n      hasNextPage\n      endCursor\n      hasPreviousPage\n      startCursor\n    }\n  }\n}": typeof types.ListRecordsDocument,
     "mutation PutRecord($input: PutRecordInput!) {\n  putRecord(input: $input) {\n    __typename\n    ... on PutRecordSuccess {\n      record {\n        ...StorageRecord\n      }\n    }\n    ... on StorageError {\n      ...StorageErrorFields\n    }\n  }\n}": typeof types.PutRecordDocument,
 };
 const documents: Documents = {
     "mutation BulkPutRecords($input: BulkPutRecordsInput!) {\n  bulkPutRecords(input: $input) {\n    __typename\n    ... on BulkPutRecordsSuccess {\n      records {\n        ...StorageRecord\n      }\n    }\n    ... on StorageError {\n      ...StorageErrorFields\n    }\n  }\n}": types.BulkPutRecordsDocument,
+    "mutation Commit($input: CommitInput!) {\n  commit(input: $input) {\n    __typename\n    ... on CommitSuccess {\n      records {\n        ...StorageRecord\n      }\n      committed\n      cursor\n    }\n    ... on CommitConflict {\n      code\n      message\n      conflicts {\n        index\n        namespace\n        key\n        expectedRevision\n        currentRevision\n      }\n    }\n    ... on StorageError {\n      ...StorageErrorFields\n    }\n  }\n}": types.CommitDocument,
     "mutation DeleteRecord($input: DeleteRecordInput!) {\n  deleteRecord(input: $input) {\n    __typename\n    ... on DeleteRecordSuccess {\n      namespace\n      key\n      deleted\n    }\n    ... on StorageError {\n      ...StorageErrorFields\n    }\n  }\n}": types.DeleteRecordDocument,
     "fragment StorageRecord on Record {\n  __typename\n  id\n  installId\n  namespace\n  key\n  value\n  metadata\n  revision\n  schemaVersion\n  ttlExpiresAt\n  createdAt\n  updatedAt\n}\n\nfragment StorageErrorFields on StorageError {\n  __typename\n  code\n  message\n  ... on RevisionMismatch {\n    namespace\n    key\n    expectedRevision\n    currentRevision\n  }\n  ... on QuotaExceeded {\n    quota\n    allowed\n    used\n    itemIndex\n  }\n  ... on LimitExceeded {\n    limit\n    max\n    actual\n    itemIndex\n  }\n  ... on ValidationFailed {\n    schemaVersion\n    issues {\n      path\n      message\n      keyword\n    }\n  }\n}": types.StorageRecordFragmentDoc,
     "query GetRecord($namespace: String!, $key: String!, $installId: ID) {\n  record(namespace: $namespace, key: $key, installId: $installId) {\n    ...StorageRecord\n  }\n}": types.GetRecordDocument,
     "query GetRecords($namespace: String!, $keys: [String!]!, $installId: ID) {\n  records(namespace: $namespace, keys: $keys, installId: $installId) {\n    ...StorageRecord\n  }\n}": types.GetRecordsDocument,
+    "mutation IncrementRecord($input: IncrementRecordInput!) {\n  incrementRecord(input: $input) {\n    __typename\n    ... on PutRecordSuccess {\n      record {\n        ...StorageRecord\n      }\n    }\n    ... on StorageError {\n      ...StorageErrorFields\n    }\n  }\n}": types.IncrementRecordDocument,
     "query ListRecords($namespace: String!, $prefix: String, $first: Int, $after: String, $installId: ID) {\n  recordList(\n    namespace: $namespace\n    prefix: $prefix\n    first: $first\n    after: $after\n    installId: $installId\n  ) {\n    __typename\n    edges {\n      cursor\n      node {\n        ...StorageRecord\n      }\n    }\n    pageInfo {\n      hasNextPage\n      endCursor\n      hasPreviousPage\n      startCursor\n    }\n  }\n}": types.ListRecordsDocument,
     "mutation PutRecord($input: PutRecordInput!) {\n  putRecord(input: $input) {\n    __typename\n    ... on PutRecordSuccess {\n      record {\n        ...StorageRecord\n      }\n    }\n    ... on StorageError {\n      ...StorageErrorFields\n    }\n  }\n}": types.PutRecordDocument,
 };
@@ -37,6 +41,10 @@ const documents: Documents = {
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "mutation BulkPutRecords($input: BulkPutRecordsInput!) {\n  bulkPutRecords(input: $input) {\n    __typename\n    ... on BulkPutRecordsSuccess {\n      records {\n        ...StorageRecord\n      }\n    }\n    ... on StorageError {\n      ...StorageErrorFields\n    }\n  }\n}"): typeof import('./graphql.js').BulkPutRecordsDocument;
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation Commit($input: CommitInput!) {\n  commit(input: $input) {\n    __typename\n    ... on CommitSuccess {\n      records {\n        ...StorageRecord\n      }\n      committed\n      cursor\n    }\n    ... on CommitConflict {\n      code\n      message\n      conflicts {\n        index\n        namespace\n        key\n        expectedRevision\n        currentRevision\n      }\n    }\n    ... on StorageError {\n      ...StorageErrorFields\n    }\n  }\n}"): typeof import('./graphql.js').CommitDocument;
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
@@ -53,6 +61,10 @@ export function graphql(source: "query GetRecord($namespace: String!, $key: Stri
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "query GetRecords($namespace: String!, $keys: [String!]!, $installId: ID) {\n  records(namespace: $namespace, keys: $keys, installId: $installId) {\n    ...StorageRecord\n  }\n}"): typeof import('./graphql.js').GetRecordsDocument;
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation IncrementRecord($input: IncrementRecordInput!) {\n  incrementRecord(input: $input) {\n    __typename\n    ... on PutRecordSuccess {\n      record {\n        ...StorageRecord\n      }\n    }\n    ... on StorageError {\n      ...StorageErrorFields\n    }\n  }\n}"): typeof import('./graphql.js').IncrementRecordDocument;
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

@@ -216,6 +216,184 @@ export default {
         "interfaces": []
       },
       {
+        "kind": "OBJECT",
+        "name": "CheckConflict",
+        "fields": [
+          {
+            "name": "currentRevision",
+            "type": {
+              "kind": "SCALAR",
+              "name": "Any"
+            },
+            "args": []
+          },
+          {
+            "name": "expectedRevision",
+            "type": {
+              "kind": "NON_NULL",
+              "ofType": {
+                "kind": "SCALAR",
+                "name": "Any"
+              }
+            },
+            "args": []
+          },
+          {
+            "name": "index",
+            "type": {
+              "kind": "NON_NULL",
+              "ofType": {
+                "kind": "SCALAR",
+                "name": "Any"
+              }
+            },
+            "args": []
+          },
+          {
+            "name": "key",
+            "type": {
+              "kind": "NON_NULL",
+              "ofType": {
+                "kind": "SCALAR",
+                "name": "Any"
+              }
+            },
+            "args": []
+          },
+          {
+            "name": "namespace",
+            "type": {
+              "kind": "NON_NULL",
+              "ofType": {
+                "kind": "SCALAR",
+                "name": "Any"
+              }
+            },
+            "args": []
+          }
+        ],
+        "interfaces": []
+      },
+      {
+        "kind": "OBJECT",
+        "name": "CommitConflict",
+        "fields": [
+          {
+            "name": "code",
+            "type": {
+              "kind": "NON_NULL",
+              "ofType": {
+                "kind": "SCALAR",
+                "name": "Any"
+              }
+            },
+            "args": []
+          },
+          {
+            "name": "conflicts",
+            "type": {
+              "kind": "NON_NULL",
+              "ofType": {
+                "kind": "LIST",
+                "ofType": {
+                  "kind": "NON_NULL",
+                  "ofType": {
+                    "name": "CheckConflict",
+                    "kind": "OBJECT",
+                    "ofType": null
+                  }
+                }
+              }
+            },
+            "args": []
+          },
+          {
+            "name": "message",
+            "type": {
+              "kind": "NON_NULL",
+              "ofType": {
+                "kind": "SCALAR",
+                "name": "Any"
+              }
+            },
+            "args": []
+          }
+        ],
+        "interfaces": [
+          {
+            "kind": "INTERFACE",
+            "name": "StorageError"
+          }
+        ]
+      },
+      {
+        "kind": "UNION",
+        "name": "CommitResult",
+        "possibleTypes": [
+          {
+            "kind": "OBJECT",
+            "name": "CommitConflict"
+          },
+          {
+            "kind": "OBJECT",
+            "name": "CommitSuccess"
+          },
+          {
+            "kind": "OBJECT",
+            "name": "LimitExceeded"
+          },
+          {
+            "kind": "OBJECT",
+            "name": "QuotaExceeded"
+          },
+          {
+            "kind": "OBJECT",
+            "name": "ValidationFailed"
+          }
+        ]
+      },
+      {
+        "kind": "OBJECT",
+        "name": "CommitSuccess",
+        "fields": [
+          {
+            "name": "committed",
+            "type": {
+              "kind": "NON_NULL",
+              "ofType": {
+                "kind": "SCALAR",
+                "name": "Any"
+              }
+            },
+            "args": []
+          },
+          {
+            "name": "cursor",
+            "type": {
+              "kind": "SCALAR",
+              "name": "Any"
+            },
+            "args": []
+          },
+          {
+            "name": "records",
+            "type": {
+              "kind": "NON_NULL",
+              "ofType": {
+                "kind": "LIST",
+                "ofType": {
+                  "name": "Record",
+                  "kind": "OBJECT",
+                  "ofType": null
+                }
+              }
+            },
+            "args": []
+          }
+        ],
+        "interfaces": []
+      },
+      {
         "kind": "UNION",
         "name": "DeleteRecordResult",
         "possibleTypes": [
@@ -272,6 +450,28 @@ export default {
           }
         ],
         "interfaces": []
+      },
+      {
+        "kind": "UNION",
+        "name": "IncrementRecordResult",
+        "possibleTypes": [
+          {
+            "kind": "OBJECT",
+            "name": "LimitExceeded"
+          },
+          {
+            "kind": "OBJECT",
+            "name": "PutRecordSuccess"
+          },
+          {
+            "kind": "OBJECT",
+            "name": "QuotaExceeded"
+          },
+          {
+            "kind": "OBJECT",
+            "name": "ValidationFailed"
+          }
+        ]
       },
       {
         "kind": "OBJECT",
@@ -597,11 +797,57 @@ export default {
             ]
           },
           {
+            "name": "commit",
+            "type": {
+              "kind": "NON_NULL",
+              "ofType": {
+                "name": "CommitResult",
+                "kind": "UNION",
+                "ofType": null
+              }
+            },
+            "args": [
+              {
+                "name": "input",
+                "type": {
+                  "kind": "NON_NULL",
+                  "ofType": {
+                    "kind": "SCALAR",
+                    "name": "Any"
+                  }
+                }
+              }
+            ]
+          },
+          {
             "name": "deleteRecord",
             "type": {
               "kind": "NON_NULL",
               "ofType": {
                 "name": "DeleteRecordResult",
+                "kind": "UNION",
+                "ofType": null
+              }
+            },
+            "args": [
+              {
+                "name": "input",
+                "type": {
+                  "kind": "NON_NULL",
+                  "ofType": {
+                    "kind": "SCALAR",
+                    "name": "Any"
+                  }
+                }
+              }
+            ]
+          },
+          {
+            "name": "incrementRecord",
+            "type": {
+              "kind": "NON_NULL",
+              "ofType": {
+                "name": "IncrementRecordResult",
                 "kind": "UNION",
                 "ofType": null
               }
@@ -1738,6 +1984,10 @@ export default {
         ],
         "interfaces": [],
         "possibleTypes": [
+          {
+            "kind": "OBJECT",
+            "name": "CommitConflict"
+          },
           {
             "kind": "OBJECT",
             "name": "LimitExceeded"

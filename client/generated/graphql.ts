@@ -28,6 +28,73 @@ export type BulkPutRecordsInput = {
   namespace: string;
 };
 
+/** A condition of a commit on one key, evaluated against the state the operations apply to. A check reads: it needs read capability. */
+export type CommitCheck = {
+  /** The key to check. */
+  key: string;
+  /** The namespace of the key. */
+  namespace: string;
+  /** 0: the key holds no live record. n > 0: the record is live at revision n. */
+  revision: number;
+};
+
+/** Remove a live record; an absent key is fine. */
+export type CommitDelete = {
+  /** The key of the record. */
+  key: string;
+  /** The namespace of the record. */
+  namespace: string;
+};
+
+/** Add `by` to a record whose value is a number, like incrementRecord. */
+export type CommitIncrement = {
+  /** What to add (negative to subtract), taken as the shortest decimal text of the number (0.1 + 0.2 stores 0.3). The stored value must be a JSON number (a missing record starts at 0); a result beyond 1e15 in magnitude is LimitExceeded "valueType". */
+  by: number;
+  /** 1 to 256 Unicode code points, no control characters; `/` is allowed (for prefix listing). */
+  key: string;
+  /** The namespace, ^[a-z0-9][a-z0-9._-]{0,63}$; created by its first write. */
+  namespace: string;
+  /** Sets the TTL like a put; omitted clears it. */
+  ttlSeconds?: number | null | undefined;
+};
+
+/** Checks, then operations across namespaces of one install, all or nothing (commit). */
+export type CommitInput = {
+  /** Every check must hold, or nothing is written and CommitConflict lists the ones that failed. At most 100 by default (LimitExceeded "commitChecks"). */
+  checks?: Array<CommitCheck> | null | undefined;
+  /** Check and validate everything, report the outcome, write nothing. */
+  dryRun?: boolean | null | undefined;
+  /** Admins only; extension callers write to their own install. */
+  installId?: string | number | null | undefined;
+  /** Applied in order; a key may appear in at most one operation (LimitExceeded "commitDuplicateKey"). 1 to 100 by default ("commitOperations"), at most 1 MiB of values and metadata together ("commitBytes"). */
+  operations: Array<CommitOperation>;
+};
+
+/** Exactly one of the fields. */
+export type CommitOperation =
+  {   /** Delete a record. */
+  delete: CommitDelete; increment?: never; put?: never; }
+  |  { delete?: never;   /** Add to a numeric record. */
+  increment: CommitIncrement; put?: never; }
+  |  { delete?: never; increment?: never;   /** Create or replace a record. */
+  put: CommitPut; };
+
+/** Create or replace a record, like putRecord without ifRevision (value, metadata and TTL together). */
+export type CommitPut = {
+  /** 1 to 256 Unicode code points, no control characters; `/` is allowed (for prefix listing). */
+  key: string;
+  /** Must be a JSON object; at most Quota.maxMetadataBytes (default 4,096) bytes. Omitted: {}. */
+  metadata?: unknown;
+  /** The namespace, ^[a-z0-9][a-z0-9._-]{0,63}$; created by its first write. */
+  namespace: string;
+  /** Validate against this schema version instead of the active one. */
+  schemaVersion?: number | null | undefined;
+  /** Seconds until the record expires; omitted means it never expires. 60 to 2,592,000 (30 days) by default. */
+  ttlSeconds?: number | null | undefined;
+  /** Any JSON value except null; at most Quota.maxValueBytes (default 65,536) UTF-8 bytes as compact JSON. */
+  value: unknown;
+};
+
 /** The record to delete (deleteRecord). */
 export type DeleteRecordInput = {
   /** n > 0: delete only if the record exists with revision n. 0: assert that the record does not exist (a live record is RevisionMismatch). Omitted: delete whatever is there. */
@@ -38,6 +105,20 @@ export type DeleteRecordInput = {
   key: string;
   /** The namespace of the record. */
   namespace: string;
+};
+
+/** The counter to change (incrementRecord). */
+export type IncrementRecordInput = {
+  /** What to add (negative to subtract), taken as the shortest decimal text of the number (0.1 + 0.2 stores 0.3). The stored value must be a JSON number (a missing record starts at 0); a result beyond 1e15 in magnitude is LimitExceeded "valueType". */
+  by: number;
+  /** Admins only; extension callers write to their own install. */
+  installId?: string | number | null | undefined;
+  /** 1 to 256 Unicode code points, no control characters; `/` is allowed (for prefix listing). */
+  key: string;
+  /** The namespace, ^[a-z0-9][a-z0-9._-]{0,63}$; created by its first write. */
+  namespace: string;
+  /** Sets the TTL like a put; omitted clears it. */
+  ttlSeconds?: number | null | undefined;
 };
 
 /** One record to create or replace (putRecord). */
@@ -69,7 +150,7 @@ export type StorageErrorCode =
   | 'FORBIDDEN'
   /** An unexpected error, or storage temporarily unavailable (GraphQL error extension); the message carries no internals. Retry later. */
   | 'INTERNAL'
-  /** A per-request limit: key or namespace name, value or metadata size, bulk size, TTL range, page size. */
+  /** A per-request limit: key or namespace name, value or metadata size, bulk or commit size, TTL range, page size. */
   | 'LIMIT_EXCEEDED'
   /** A missing record, on the Runner REST door's `get` (HTTP 404); GraphQL answers null for a missing record instead. */
   | 'NOT_FOUND'
@@ -77,7 +158,7 @@ export type StorageErrorCode =
   | 'QUOTA_EXCEEDED'
   /** Too many requests for this install (GraphQL error extension; HTTP 429). */
   | 'RATE_LIMITED'
-  /** ifRevision did not match the stored record. */
+  /** ifRevision did not match the stored record (RevisionMismatch), or a commit's checks did not hold (CommitConflict). */
   | 'REVISION_MISMATCH'
   /** No valid credential (GraphQL error extension; HTTP 401). */
   | 'UNAUTHENTICATED'
@@ -97,6 +178,19 @@ export type BulkPutRecordsMutation = { bulkPutRecords:
     | { __typename: 'ValidationFailed', schemaVersion: number | null, code: StorageErrorCode, message: string, issues: Array<{ path: string, message: string, keyword: string }> }
    };
 
+export type CommitMutationVariables = Exact<{
+  input: CommitInput;
+}>;
+
+
+export type CommitMutation = { commit:
+    | { __typename: 'CommitConflict', code: StorageErrorCode, message: string, conflicts: Array<{ index: number, namespace: string, key: string, expectedRevision: number, currentRevision: number | null }> }
+    | { __typename: 'CommitSuccess', committed: boolean, cursor: string | null, records: Array<{ __typename: 'Record', id: string, installId: string, namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string } | null> }
+    | { __typename: 'LimitExceeded', limit: string, max: number | null, actual: number | null, itemIndex: number | null, code: StorageErrorCode, message: string }
+    | { __typename: 'QuotaExceeded', quota: string, allowed: number, used: number, itemIndex: number | null, code: StorageErrorCode, message: string }
+    | { __typename: 'ValidationFailed', schemaVersion: number | null, code: StorageErrorCode, message: string, issues: Array<{ path: string, message: string, keyword: string }> }
+   };
+
 export type DeleteRecordMutationVariables = Exact<{
   input: DeleteRecordInput;
 }>;
@@ -110,6 +204,8 @@ export type DeleteRecordMutation = { deleteRecord:
 
 export type StorageRecordFragment = { __typename: 'Record', id: string, installId: string, namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string };
 
+type StorageErrorFields_CommitConflict_Fragment = { __typename: 'CommitConflict', code: StorageErrorCode, message: string };
+
 type StorageErrorFields_LimitExceeded_Fragment = { __typename: 'LimitExceeded', limit: string, max: number | null, actual: number | null, itemIndex: number | null, code: StorageErrorCode, message: string };
 
 type StorageErrorFields_QuotaExceeded_Fragment = { __typename: 'QuotaExceeded', quota: string, allowed: number, used: number, itemIndex: number | null, code: StorageErrorCode, message: string };
@@ -119,6 +215,7 @@ type StorageErrorFields_RevisionMismatch_Fragment = { __typename: 'RevisionMisma
 type StorageErrorFields_ValidationFailed_Fragment = { __typename: 'ValidationFailed', schemaVersion: number | null, code: StorageErrorCode, message: string, issues: Array<{ path: string, message: string, keyword: string }> };
 
 export type StorageErrorFieldsFragment =
+  | StorageErrorFields_CommitConflict_Fragment
   | StorageErrorFields_LimitExceeded_Fragment
   | StorageErrorFields_QuotaExceeded_Fragment
   | StorageErrorFields_RevisionMismatch_Fragment
@@ -142,6 +239,18 @@ export type GetRecordsQueryVariables = Exact<{
 
 
 export type GetRecordsQuery = { records: Array<{ __typename: 'Record', id: string, installId: string, namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string } | null> };
+
+export type IncrementRecordMutationVariables = Exact<{
+  input: IncrementRecordInput;
+}>;
+
+
+export type IncrementRecordMutation = { incrementRecord:
+    | { __typename: 'LimitExceeded', limit: string, max: number | null, actual: number | null, itemIndex: number | null, code: StorageErrorCode, message: string }
+    | { __typename: 'PutRecordSuccess', record: { __typename: 'Record', id: string, installId: string, namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string } }
+    | { __typename: 'QuotaExceeded', quota: string, allowed: number, used: number, itemIndex: number | null, code: StorageErrorCode, message: string }
+    | { __typename: 'ValidationFailed', schemaVersion: number | null, code: StorageErrorCode, message: string, issues: Array<{ path: string, message: string, keyword: string }> }
+   };
 
 export type ListRecordsQueryVariables = Exact<{
   namespace: string;
@@ -293,6 +402,78 @@ fragment StorageErrorFields on StorageError {
     }
   }
 }`) as unknown as TypedDocumentString<BulkPutRecordsMutation, BulkPutRecordsMutationVariables>;
+export const CommitDocument = new TypedDocumentString(`
+    mutation Commit($input: CommitInput!) {
+  commit(input: $input) {
+    __typename
+    ... on CommitSuccess {
+      records {
+        ...StorageRecord
+      }
+      committed
+      cursor
+    }
+    ... on CommitConflict {
+      code
+      message
+      conflicts {
+        index
+        namespace
+        key
+        expectedRevision
+        currentRevision
+      }
+    }
+    ... on StorageError {
+      ...StorageErrorFields
+    }
+  }
+}
+    fragment StorageRecord on Record {
+  __typename
+  id
+  installId
+  namespace
+  key
+  value
+  metadata
+  revision
+  schemaVersion
+  ttlExpiresAt
+  createdAt
+  updatedAt
+}
+fragment StorageErrorFields on StorageError {
+  __typename
+  code
+  message
+  ... on RevisionMismatch {
+    namespace
+    key
+    expectedRevision
+    currentRevision
+  }
+  ... on QuotaExceeded {
+    quota
+    allowed
+    used
+    itemIndex
+  }
+  ... on LimitExceeded {
+    limit
+    max
+    actual
+    itemIndex
+  }
+  ... on ValidationFailed {
+    schemaVersion
+    issues {
+      path
+      message
+      keyword
+    }
+  }
+}`) as unknown as TypedDocumentString<CommitMutation, CommitMutationVariables>;
 export const DeleteRecordDocument = new TypedDocumentString(`
     mutation DeleteRecord($input: DeleteRecordInput!) {
   deleteRecord(input: $input) {
@@ -378,6 +559,65 @@ export const GetRecordsDocument = new TypedDocumentString(`
   createdAt
   updatedAt
 }`) as unknown as TypedDocumentString<GetRecordsQuery, GetRecordsQueryVariables>;
+export const IncrementRecordDocument = new TypedDocumentString(`
+    mutation IncrementRecord($input: IncrementRecordInput!) {
+  incrementRecord(input: $input) {
+    __typename
+    ... on PutRecordSuccess {
+      record {
+        ...StorageRecord
+      }
+    }
+    ... on StorageError {
+      ...StorageErrorFields
+    }
+  }
+}
+    fragment StorageRecord on Record {
+  __typename
+  id
+  installId
+  namespace
+  key
+  value
+  metadata
+  revision
+  schemaVersion
+  ttlExpiresAt
+  createdAt
+  updatedAt
+}
+fragment StorageErrorFields on StorageError {
+  __typename
+  code
+  message
+  ... on RevisionMismatch {
+    namespace
+    key
+    expectedRevision
+    currentRevision
+  }
+  ... on QuotaExceeded {
+    quota
+    allowed
+    used
+    itemIndex
+  }
+  ... on LimitExceeded {
+    limit
+    max
+    actual
+    itemIndex
+  }
+  ... on ValidationFailed {
+    schemaVersion
+    issues {
+      path
+      message
+      keyword
+    }
+  }
+}`) as unknown as TypedDocumentString<IncrementRecordMutation, IncrementRecordMutationVariables>;
 export const ListRecordsDocument = new TypedDocumentString(`
     query ListRecords($namespace: String!, $prefix: String, $first: Int, $after: String, $installId: ID) {
   recordList(

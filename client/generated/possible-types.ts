@@ -8,10 +8,23 @@
       "RevisionMismatch",
       "ValidationFailed"
     ],
+    "CommitResult": [
+      "CommitConflict",
+      "CommitSuccess",
+      "LimitExceeded",
+      "QuotaExceeded",
+      "ValidationFailed"
+    ],
     "DeleteRecordResult": [
       "DeleteRecordSuccess",
       "LimitExceeded",
       "RevisionMismatch"
+    ],
+    "IncrementRecordResult": [
+      "LimitExceeded",
+      "PutRecordSuccess",
+      "QuotaExceeded",
+      "ValidationFailed"
     ],
     "Node": [
       "Install",
@@ -31,6 +44,7 @@
       "ValidationFailed"
     ],
     "StorageError": [
+      "CommitConflict",
       "LimitExceeded",
       "QuotaExceeded",
       "RevisionMismatch",
@@ -47,10 +61,23 @@
       "RevisionMismatch",
       "ValidationFailed"
     ],
+    "CommitResult": [
+      "CommitConflict",
+      "CommitSuccess",
+      "LimitExceeded",
+      "QuotaExceeded",
+      "ValidationFailed"
+    ],
     "DeleteRecordResult": [
       "DeleteRecordSuccess",
       "LimitExceeded",
       "RevisionMismatch"
+    ],
+    "IncrementRecordResult": [
+      "LimitExceeded",
+      "PutRecordSuccess",
+      "QuotaExceeded",
+      "ValidationFailed"
     ],
     "Node": [
       "Install",
@@ -70,6 +97,7 @@
       "ValidationFailed"
     ],
     "StorageError": [
+      "CommitConflict",
       "LimitExceeded",
       "QuotaExceeded",
       "RevisionMismatch",

@@ -178,7 +178,7 @@ export interface Scope {
 }
 
 export interface PriceEnv {
-  limits: Pick<Limits, 'maxKeysPerRead' | 'maxPageSize' | 'defaultPageSize' | 'maxBulkItems'>;
+  limits: Pick<Limits, 'maxKeysPerRead' | 'maxPageSize' | 'defaultPageSize' | 'maxBulkItems' | 'maxCommitOperations'>;
   /** The namespace quota of an install (the size bound of its `namespaces` list). */
   namespaceBound(ref: InstallRef): number;
 }
@@ -243,6 +243,16 @@ export const FIELD_RULES: Readonly<Record<string, FieldRule>> = {
   },
   'BulkPutRecordsSuccess.records': { reads: 0, fanOut: (_a, s) => s.page },
   'Mutation.deleteRecord': { reads: 1 },
+  // One write of at most maxCommitOperations records (beyond it the commit is refused before writing).
+  // Not echoed: an increment returns its stored metadata, which the request does not carry.
+  'Mutation.commit': {
+    reads: 1,
+    records: (a, env) => clamp(a.count('input', 'operations'), env.limits.maxCommitOperations),
+    into: (a, _s, env) => ({ page: clamp(a.count('input', 'operations'), env.limits.maxCommitOperations) }),
+  },
+  'CommitSuccess.records': { reads: 0, fanOut: (_a, s) => s.page },
+  // One record, with the metadata it had (not the request's): not echoed.
+  'Mutation.incrementRecord': { reads: 1, records: () => 1 },
   'Mutation.upsertInstall': { reads: 1, into: (a) => ({ install: refOf(a.string('input', 'id')), usageLoaded: false }) },
   'Mutation.setNamespaceSchema': { reads: 1 },
 };
@@ -283,6 +293,10 @@ export const FREE_FIELDS: ReadonlySet<string> = new Set([
   'ValidationFailed.*',
   'PutRecordSuccess.*',
   'DeleteRecordSuccess.*',
+  'CommitSuccess.committed',
+  'CommitSuccess.cursor',
+  'CommitConflict.*',
+  'CheckConflict.*',
   'SetNamespaceSchemaSuccess.*',
 ]);
 

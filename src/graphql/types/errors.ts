@@ -1,6 +1,8 @@
 /** The typed errors of the result unions: the core's error classes, exposed as GraphQL objects. */
 import {
+  CommitConflictError,
   LimitExceededError,
+  type CheckConflict,
   QuotaExceededError,
   RevisionMismatchError,
   StorageError,
@@ -17,10 +19,12 @@ export const StorageErrorCodeEnum = builder.enumType('StorageErrorCode', {
       description: "The value does not satisfy the namespace's JSON Schema, or the schema itself is invalid.",
     },
     LIMIT_EXCEEDED: {
-      description: 'A per-request limit: key or namespace name, value or metadata size, bulk size, TTL range, page size.',
+      description: 'A per-request limit: key or namespace name, value or metadata size, bulk or commit size, TTL range, page size.',
     },
     QUOTA_EXCEEDED: { description: 'A stored-data quota: namespaces, keys per namespace, bytes per install.' },
-    REVISION_MISMATCH: { description: 'ifRevision did not match the stored record.' },
+    REVISION_MISMATCH: {
+      description: "ifRevision did not match the stored record (RevisionMismatch), or a commit's checks did not hold (CommitConflict).",
+    },
     NOT_FOUND: {
       description: "A missing record, on the Runner REST door's `get` (HTTP 404); GraphQL answers null for a missing record instead.",
     },
@@ -77,7 +81,8 @@ builder.objectType(QuotaExceededError, {
     used: t.expose('used', { type: 'SafeInt', description: 'Usage before the refused write.' }),
     itemIndex: t.exposeInt('itemIndex', {
       nullable: true,
-      description: 'With bulkPutRecords: the index of the first item that does not fit; otherwise null.',
+      description:
+        'With bulkPutRecords: the index of the first item that does not fit; otherwise null (also for commit, whose quotas concern the commit as a whole).',
     }),
   }),
 });
@@ -90,7 +95,7 @@ builder.objectType(LimitExceededError, {
   fields: (t) => ({
     limit: t.exposeString('limit', {
       description:
-        'Which limit: "valueBytes", "valueType", "valueFormat", "metadataBytes", "metadataType",\n"keyLength", "keyFormat", "namespaceFormat", "ttlSeconds", "bulkItems", "bulkBytes",\n"bulkDuplicateKey", "keysPerRead", "pageSize", "schemaBytes".',
+        'Which limit: "valueBytes", "valueType", "valueFormat", "metadataBytes", "metadataType",\n"keyLength", "keyFormat", "namespaceFormat", "ttlSeconds", "bulkItems", "bulkBytes",\n"bulkDuplicateKey", "keysPerRead", "pageSize", "commitOperations", "commitChecks",\n"commitBytes", "commitDuplicateKey", "schemaBytes".',
     }),
     max: t.expose('max', {
       type: 'SafeInt',
@@ -104,7 +109,8 @@ builder.objectType(LimitExceededError, {
     }),
     itemIndex: t.exposeInt('itemIndex', {
       nullable: true,
-      description: 'With bulkPutRecords: the index of the offending item; otherwise null.',
+      description:
+        'With bulkPutRecords and commit: the index of the offending item or operation (for "commitDuplicateKey" its second occurrence); otherwise null (also for "commitOperations", "commitChecks", "commitBytes" and a malformed check).',
     }),
   }),
 });
@@ -143,6 +149,38 @@ builder.objectType(ValidationFailedError, {
   }),
 });
 
+const CheckConflictRef = builder.objectRef<CheckConflict>('CheckConflict').implement({
+  description: 'One check of a commit that did not hold.',
+  fields: (t) => ({
+    index: t.exposeInt('index', { description: 'The index of the check in CommitInput.checks.' }),
+    namespace: t.exposeString('namespace', { description: 'The namespace the check named.' }),
+    key: t.exposeString('key', { description: 'The key the check named.' }),
+    expectedRevision: t.exposeInt('expectedRevision', {
+      description: 'The revision the check asked for (0: the key holds no live record).',
+    }),
+    currentRevision: t.exposeInt('currentRevision', {
+      nullable: true,
+      description: 'The revision of the live record now; null when the key holds no live record.',
+    }),
+  }),
+});
+
+builder.objectType(CommitConflictError, {
+  name: 'CommitConflict',
+  description:
+    "A commit's checks did not hold (code REVISION_MISMATCH): nothing was written. Read the records again and retry the commit with their current revisions.",
+  interfaces: [StorageErrorInterface],
+  fields: (t) => ({
+    conflicts: t.field({
+      type: [CheckConflictRef],
+      description: 'Every check that failed, in input order.',
+      resolve: (e) => e.conflicts,
+    }),
+  }),
+});
+
 export const WRITE_ERRORS = [RevisionMismatchError, QuotaExceededError, LimitExceededError, ValidationFailedError];
 export const DELETE_ERRORS = [RevisionMismatchError, LimitExceededError];
 export const SCHEMA_ERRORS = [LimitExceededError, ValidationFailedError];
+export const COMMIT_ERRORS = [CommitConflictError, QuotaExceededError, LimitExceededError, ValidationFailedError];
+export const INCREMENT_ERRORS = [QuotaExceededError, LimitExceededError, ValidationFailedError];

@@ -1,7 +1,8 @@
 import type { StoredRecord } from '../../storage/records.js';
+import type { CommitOutcome } from '../../storage/storage.js';
 import type { NamespaceSchema } from '../../storage/schemas.js';
 import { builder } from '../builder.js';
-import { DELETE_ERRORS, SCHEMA_ERRORS, WRITE_ERRORS } from './errors.js';
+import { COMMIT_ERRORS, DELETE_ERRORS, INCREMENT_ERRORS, SCHEMA_ERRORS, WRITE_ERRORS } from './errors.js';
 import { InstallRef } from './installs.js';
 import { NamespaceSchemaRef, RecordRef } from './records.js';
 
@@ -84,6 +85,95 @@ const DeleteRecordInput = builder.inputType('DeleteRecordInput', {
   }),
 });
 
+const NAMESPACE_DESCRIPTION = 'The namespace, ^[a-z0-9][a-z0-9._-]{0,63}$; created by its first write.';
+const KEY_DESCRIPTION = '1 to 256 Unicode code points, no control characters; `/` is allowed (for prefix listing).';
+const BY_DESCRIPTION =
+  "What to add (negative to subtract), taken as the shortest decimal text of the number (0.1 + 0.2 stores 0.3). The stored value must be a JSON number (a missing record starts at 0); a result beyond 1e15 in magnitude is LimitExceeded \"valueType\".";
+const INCREMENT_TTL_DESCRIPTION = 'Sets the TTL like a put; omitted clears it.';
+
+const CommitCheck = builder.inputType('CommitCheck', {
+  description: 'A condition of a commit on one key, evaluated against the state the operations apply to. A check reads: it needs read capability.',
+  fields: (t) => ({
+    namespace: t.string({ required: true, description: 'The namespace of the key.' }),
+    key: t.string({ required: true, description: 'The key to check.' }),
+    revision: t.int({ required: true, description: '0: the key holds no live record. n > 0: the record is live at revision n.' }),
+  }),
+});
+
+const CommitPut = builder.inputType('CommitPut', {
+  description: 'Create or replace a record, like putRecord without ifRevision (value, metadata and TTL together).',
+  fields: (t) => ({
+    namespace: t.string({ required: true, description: NAMESPACE_DESCRIPTION }),
+    key: t.string({ required: true, description: KEY_DESCRIPTION }),
+    value: t.field({ type: 'JSON', required: true, description: VALUE_DESCRIPTION }),
+    metadata: t.field({ type: 'JSON', description: METADATA_DESCRIPTION }),
+    ttlSeconds: t.int({ description: TTL_DESCRIPTION }),
+    schemaVersion: t.int({ description: 'Validate against this schema version instead of the active one.' }),
+  }),
+});
+
+const CommitDelete = builder.inputType('CommitDelete', {
+  description: 'Remove a live record; an absent key is fine.',
+  fields: (t) => ({
+    namespace: t.string({ required: true, description: 'The namespace of the record.' }),
+    key: t.string({ required: true, description: 'The key of the record.' }),
+  }),
+});
+
+const CommitIncrement = builder.inputType('CommitIncrement', {
+  description: 'Add `by` to a record whose value is a number, like incrementRecord.',
+  fields: (t) => ({
+    namespace: t.string({ required: true, description: NAMESPACE_DESCRIPTION }),
+    key: t.string({ required: true, description: KEY_DESCRIPTION }),
+    by: t.float({ required: true, description: BY_DESCRIPTION }),
+    ttlSeconds: t.int({ description: INCREMENT_TTL_DESCRIPTION }),
+  }),
+});
+
+const CommitOperation = builder.inputType('CommitOperation', {
+  description: 'Exactly one of the fields.',
+  isOneOf: true,
+  fields: (t) => ({
+    put: t.field({ type: CommitPut, description: 'Create or replace a record.' }),
+    delete: t.field({ type: CommitDelete, description: 'Delete a record.' }),
+    increment: t.field({ type: CommitIncrement, description: 'Add to a numeric record.' }),
+  }),
+});
+
+const CommitInput = builder.inputType('CommitInput', {
+  description: 'Checks, then operations across namespaces of one install, all or nothing (commit).',
+  fields: (t) => ({
+    installId: t.id({ description: 'Admins only; extension callers write to their own install.' }),
+    checks: t.field({
+      type: [CommitCheck],
+      defaultValue: [],
+      description:
+        'Every check must hold, or nothing is written and CommitConflict lists the ones that failed. At most 100 by default (LimitExceeded "commitChecks").',
+    }),
+    operations: t.field({
+      type: [CommitOperation],
+      required: true,
+      description:
+        'Applied in order; a key may appear in at most one operation (LimitExceeded "commitDuplicateKey"). 1 to 100 by default ("commitOperations"), at most 1 MiB of values and metadata together ("commitBytes").',
+    }),
+    dryRun: t.boolean({
+      defaultValue: false,
+      description: 'Check and validate everything, report the outcome, write nothing.',
+    }),
+  }),
+});
+
+const IncrementRecordInput = builder.inputType('IncrementRecordInput', {
+  description: 'The counter to change (incrementRecord).',
+  fields: (t) => ({
+    installId: t.id({ description: 'Admins only; extension callers write to their own install.' }),
+    namespace: t.string({ required: true, description: NAMESPACE_DESCRIPTION }),
+    key: t.string({ required: true, description: KEY_DESCRIPTION }),
+    by: t.float({ required: true, description: BY_DESCRIPTION }),
+    ttlSeconds: t.int({ description: INCREMENT_TTL_DESCRIPTION }),
+  }),
+});
+
 const QuotaInput = builder.inputType('QuotaInput', {
   description:
     "Per-install overrides of the server's quota defaults; each field is a non-negative integer, and an omitted or null field takes the server default. Lowering a quota below current usage keeps the data; only writes that would grow usage are refused.",
@@ -160,6 +250,26 @@ const BulkPutRecordsSuccess = builder.objectRef<{ records: StoredRecord[] }>('Bu
   }),
 });
 
+const CommitSuccess = builder.objectRef<CommitOutcome>('CommitSuccess').implement({
+  description: 'Every check held and every operation was applied (or, for a dry run, would have been).',
+  fields: (t) => ({
+    records: t.field({
+      type: [RecordRef],
+      nullable: { list: false, items: true },
+      description: 'One entry per operation, in order: the record as written, or null for a delete.',
+      resolve: (r, _a, ctx) => {
+        ctx.work.returned(r.records);
+        return r.records;
+      },
+    }),
+    committed: t.exposeBoolean('committed', { description: 'False for a dry run: nothing was written.' }),
+    cursor: t.exposeString('cursor', {
+      nullable: true,
+      description: 'The change-feed cursor just after this commit; null for a dry run.',
+    }),
+  }),
+});
+
 const DeleteRecordSuccess = builder
   .objectRef<{ namespace: string; key: string; deleted: boolean }>('DeleteRecordSuccess')
   .implement({
@@ -223,6 +333,37 @@ builder.mutationFields((t) => ({
       },
     },
     resolve: (_r, { input }, ctx) => ctx.work.read(() => ctx.storage.deleteRecord(ctx.caller, input)),
+  }),
+  commit: t.field({
+    type: CommitSuccess,
+    description:
+      'Checks, then puts, deletes and increments across namespaces of one install: all or nothing. Needs write capability on the namespaces written and read capability on the namespaces checked (FORBIDDEN otherwise).',
+    args: { input: t.arg({ type: CommitInput, required: true, description: 'The checks and the operations.' }) },
+    errors: {
+      types: COMMIT_ERRORS,
+      directResult: true,
+      union: {
+        name: 'CommitResult',
+        description:
+          'CommitSuccess, or the typed error saying why nothing was written: CommitConflict for failed checks; LimitExceeded names the operation in `itemIndex`.',
+      },
+    },
+    resolve: (_r, { input }, ctx) => ctx.work.read(() => ctx.storage.commit(ctx.caller, input)),
+  }),
+  incrementRecord: t.field({
+    type: PutRecordSuccess,
+    description:
+      'Add `by` to a record whose value is a number (a missing record starts at 0). Never loses an increment. Needs write capability and an allowed namespace.',
+    args: { input: t.arg({ type: IncrementRecordInput, required: true, description: 'The counter and what to add.' }) },
+    errors: {
+      types: INCREMENT_ERRORS,
+      directResult: true,
+      union: {
+        name: 'IncrementRecordResult',
+        description: 'PutRecordSuccess with the record as written, or the typed error saying why nothing was written.',
+      },
+    },
+    resolve: async (_r, { input }, ctx) => ({ record: await ctx.work.read(() => ctx.storage.incrementRecord(ctx.caller, input)) }),
   }),
   upsertInstall: t.field({
     type: InstallRef,
