@@ -60,7 +60,8 @@ describe('capability comes first', () => {
       const one = await c.commitRaw({ operations: [put('allowed', 'k', 'changed'), put('other', 'k', 1)] });
       expect(errorOf(one).extensions.code).toBe('FORBIDDEN');
       expect(one.body.data ?? null).toBeNull();
-      const tooMany = Array.from({ length: 101 }, (_, i) => put('other', `k${i}`, 'x'.repeat(70_000)));
+      // (One oversized value: the request body itself has a size limit.)
+      const tooMany = Array.from({ length: 101 }, (_, i) => put('other', `k${i}`, i === 0 ? 'x'.repeat(70_000) : i));
       expect(errorOf(await c.commitRaw({ operations: tooMany })).extensions.code).toBe('FORBIDDEN');
       const dup = [put('allowed', 'k', 1), del('other', 'bad\u0001key'), inc('allowed', 'k', 1)];
       expect(errorOf(await c.commitRaw({ operations: dup })).extensions.code).toBe('FORBIDDEN');
@@ -118,7 +119,7 @@ describe('commit limits', () => {
   });
 
   it('commitOperations wins over commitChecks, duplicate keys, bad names and sizes', async () => {
-    const ops = Array.from({ length: 101 }, () => put('BAD NS', 'same', 'x'.repeat(70_000)));
+    const ops = Array.from({ length: 101 }, (_, i) => put('BAD NS', 'same', i === 1 ? 'x'.repeat(70_000) : i));
     const checks = Array.from({ length: 101 }, (_, i) => check('Bad', `k${i}`, 0));
     expect(await c.commit({ checks, operations: ops })).toEqual(limit('commitOperations', null));
   });

@@ -49,7 +49,7 @@ for (const [way, increment] of Object.entries(WAYS)) {
       expect((await increment(c, { namespace: 'cnt', key: 'new', by: 2 })).record).toMatchObject({ value: 7, revision: 2 });
       expect((await increment(c, { namespace: 'cnt', key: 'new', by: -10 })).record).toMatchObject({ value: -3, revision: 3 });
       expect(await c.get('cnt', 'new')).toMatchObject({ value: -3, revision: 3 });
-      expect((await c.usage('cnt')).usage).toEqual({ namespaces: 1, keys: 1, bytes: storedBytes(-3) });
+      expect((await c.usage('cnt')).namespace).toEqual({ keyCount: 1, bytesUsed: storedBytes(-3) });
     });
 
     it('starts from a stored number', async () => {
@@ -102,7 +102,7 @@ for (const [way, increment] of Object.entries(WAYS)) {
       const res = await increment(c, { namespace: 'meta', key: 'k', by: 1 });
       expect(res.record).toMatchObject({ value: 2, metadata: { unit: 'clicks', tags: ['a'] }, revision: 2 });
       expect(await c.get('meta', 'k')).toMatchObject({ value: 2, metadata: { unit: 'clicks', tags: ['a'] } });
-      expect((await c.usage('meta')).usage.bytes).toBe(storedBytes(2, { unit: 'clicks', tags: ['a'] }));
+      expect((await c.usage('meta')).namespace.bytesUsed).toBe(storedBytes(2, { unit: 'clicks', tags: ['a'] }));
     });
 
     it('sets the TTL like a put: ttlSeconds sets it, omitted clears it', async () => {
