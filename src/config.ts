@@ -25,6 +25,10 @@ export interface Limits {
   sweepBatch: number;
   /** How long the audit log keeps an event; writes remove older ones in bounded batches. */
   auditRetentionSeconds: number;
+  /** How long the change feed keeps a change; writes remove older ones in bounded batches. */
+  changesRetentionSeconds: number;
+  /** Most changes one page of the feed reads past its cursor, whatever its filters match. */
+  changesScanWindow: number;
   /** Concurrent writes of one install combined into one call: at most this many requests and bytes. */
   combine: { maxRequests: number; maxBytes: number; maxWaitMs: number };
 }
@@ -164,6 +168,8 @@ export function loadConfig(env: Env = process.env): Config {
       // Small: a write pays for its sweep, and expired records cost nothing while they wait (issue 10).
       sweepBatch: int(env, 'STORAGE_TTL_SWEEP_BATCH', 10, 0),
       auditRetentionSeconds: int(env, 'STORAGE_AUDIT_RETENTION_SECONDS', 7_776_000, 1),
+      changesRetentionSeconds: int(env, 'STORAGE_CHANGES_RETENTION_SECONDS', 604_800, 1),
+      changesScanWindow: 10_000,
       // Concurrent writes of one install share a call and a commit (src/storage/write-combiner.ts).
       combine: {
         maxRequests: int(env, 'STORAGE_WRITE_COMBINE_MAX', 32, 1),

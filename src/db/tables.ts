@@ -43,6 +43,10 @@ export interface RecordsTable {
 export interface InstallLocksTable {
   tenant_id: string;
   install_id: string;
+  /** The number of the install's last change (migration 009). */
+  change_seq: Generated<number>;
+  /** Changes up to this number have been removed by retention: a cursor before it is expired. */
+  changes_pruned_seq: Generated<number>;
 }
 
 /**
@@ -92,6 +96,19 @@ export interface AuditTable {
   at: Timestamp;
 }
 
+/** The change feed (migration 009): one row per committed change, numbered per install in commit order. */
+export interface ChangesTable {
+  tenant_id: string;
+  install_id: string;
+  seq: number;
+  namespace: string;
+  key: string;
+  operation: 'put' | 'delete' | 'expire';
+  revision: number;
+  actor: string;
+  at: Timestamp;
+}
+
 export interface Database {
   ext_storage_installs: InstallsTable;
   ext_storage_records: RecordsTable;
@@ -100,6 +117,7 @@ export interface Database {
   ext_storage_expiries: ExpiriesTable;
   ext_storage_schemas: SchemasTable;
   ext_storage_audit: AuditTable;
+  ext_storage_changes: ChangesTable;
 }
 
 /** Tables distributed by tenant_id on Citus (all co-located with the records table). */
@@ -110,4 +128,5 @@ export const DISTRIBUTED_TABLES = [
   'ext_storage_expiries',
   'ext_storage_schemas',
   'ext_storage_audit',
+  'ext_storage_changes',
 ] as const;

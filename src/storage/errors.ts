@@ -12,6 +12,7 @@ export type StorageErrorCode =
   | 'UNAUTHENTICATED'
   | 'FORBIDDEN'
   | 'RATE_LIMITED'
+  | 'CURSOR_EXPIRED'
   | 'INTERNAL';
 
 export abstract class StorageError extends Error {
@@ -142,6 +143,14 @@ export class RateLimitedError extends StorageError {
   readonly code = 'RATE_LIMITED' as const;
   constructor(readonly retryAfterSeconds: number) {
     super(`too many requests for this install; retry in ${retryAfterSeconds} s`);
+  }
+}
+
+/** A change-feed cursor from before the oldest retained change (contract, "Change feed": retention). */
+export class CursorExpiredError extends StorageError {
+  readonly code = 'CURSOR_EXPIRED' as const;
+  constructor() {
+    super('the cursor is older than the retained changes; resync from a snapshot (Install.changesCursor, then recordList)');
   }
 }
 

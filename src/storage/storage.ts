@@ -7,8 +7,9 @@
 import type { Limits, QuotaSettings } from '../config.js';
 import type { Db } from '../db/database.js';
 import { selectAuditPage, type AuditEvent } from './audit.js';
+import { feedHead, scanChanges, type StoredChange } from './changes.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
-import { ForbiddenError, QuotaExceededError, StorageError, ValidationFailedError, mapDatabaseError } from './errors.js';
+import { BadInputError, CursorExpiredError, ForbiddenError, QuotaExceededError, StorageError, ValidationFailedError, mapDatabaseError } from './errors.js';
 import { decodeGlobalId, type GlobalRef } from './global-id.js';
 import { InstallDirectory, page, type Page } from './install-directory.js';
 import { authorize, type Install, type InstallScope, type Need, type UpsertInstallInput } from './installs.js';
@@ -44,6 +45,24 @@ export interface CommitOutcome {
 }
 export type { Page } from './install-directory.js';
 export type { StorageHooks } from './write.js';
+
+/** A change and its position as a cursor. */
+export type FeedChange = StoredChange & { cursor: string };
+
+export interface ChangePage {
+  changes: FeedChange[];
+  hasNextPage: boolean;
+  /** Where to resume, even when a filtered page holds no change (never null). */
+  endCursor: string;
+}
+
+const CHANGES_DEFAULT_PAGE = 100;
+const CHANGES_MAX_PAGE = 1000;
+
+/** A change-feed position of an install (the same for the GraphQL and Runner doors). */
+function changeCursor(scope: { installId: string }, seq: number): string {
+  return encodeCursor('c', scope.installId, seq);
+}
 
 export interface StorageSettings {
   limits: Limits;
@@ -206,7 +225,7 @@ export class Storage {
 
   private async write(caller: Caller, installId: string | null | undefined, namespace: string, prepare: (scope: InstallScope) => WriteCommand): Promise<WriteResult> {
     const scope = await this.resolveInstall(caller, installId, 'write', namespace);
-    return this.writer.write(caller, scope, prepare(scope));
+    return (await this.writer.write(caller, scope, prepare(scope))).results;
   }
 
   putRecord(caller: Caller, input: PutInput): Promise<StoredRecord> {
@@ -259,12 +278,47 @@ export class Storage {
         this.checkAccess(caller, scope, 'read', typeof check?.namespace === 'string' ? check.namespace : undefined);
       }
       const cmd = prepareCommit(input, { limits: this.settings.limits, quota: scope.quota });
-      const records = await this.writer.write(caller, scope, cmd);
+      const { results, seq } = await this.writer.write(caller, scope, cmd);
       return {
-        records: records.map((r) => ('deleted' in r ? null : r)),
+        records: results.map((r) => ('deleted' in r ? null : r)),
         committed: !cmd.dryRun,
-        // The change feed (issue 15) gives commits their cursor.
-        cursor: null,
+        cursor: seq === null ? null : changeCursor(scope, seq),
+      };
+    });
+  }
+
+  // ---------------------------------------------------------------- the change feed
+
+  /** The feed's head now: `changes(after: it)` returns only later changes (snapshot, then follow). */
+  async changesCursor(caller: Caller, scope: InstallScope): Promise<string> {
+    this.checkAccess(caller, scope, 'read');
+    return changeCursor(scope, (await feedHead(this.db, scope)).head);
+  }
+
+  /**
+   * A page of the install's changes after `after` (omitted: the oldest retained), oldest first.
+   * An extension sees only the namespaces it may access; a cursor before the retained changes is
+   * CURSOR_EXPIRED, checked against the same snapshot as the page.
+   */
+  changes(caller: Caller, scope: InstallScope, opts: { namespace?: string | null; prefix?: string | null; after?: string | null; first?: number | null }): Promise<ChangePage> {
+    return this.observe('changes', async () => {
+      const namespace = opts.namespace ?? null;
+      const prefix = opts.prefix ?? null;
+      if (prefix !== null && namespace === null) throw new BadInputError('prefix needs namespace');
+      this.checkAccess(caller, scope, 'read', namespace ?? undefined);
+      if (namespace !== null) this.checkListing(namespace, prefix);
+      const first = checkPageSize(opts.first ?? CHANGES_DEFAULT_PAGE, { maxPageSize: CHANGES_MAX_PAGE, defaultPageSize: CHANGES_DEFAULT_PAGE });
+      const after = opts.after ? decodeCursor<number>(opts.after, 'c', scope.installId, 'number') : null;
+      const allowed = caller.principal.kind === 'admin' ? null : scope.install.namespaces;
+      const scan = await scanChanges(this.db, scope, after ?? 0, first, this.settings.limits.changesScanWindow, { namespace, prefix: prefix || null, namespaces: allowed });
+      if (after !== null && after > scan.head) throw new BadInputError('malformed or foreign cursor');
+      if (after !== null && after < scan.pruned) throw new CursorExpiredError();
+      // Omitted `after`: from the oldest retained change (a page read before it started the scan at 0).
+      const result = after === null && scan.pruned > 0 ? await scanChanges(this.db, scope, scan.pruned, first, this.settings.limits.changesScanWindow, { namespace, prefix: prefix || null, namespaces: allowed }) : scan;
+      return {
+        changes: result.changes.map((c) => ({ ...c, cursor: changeCursor(scope, c.seq) })),
+        hasNextPage: result.hasNextPage,
+        endCursor: changeCursor(scope, result.end),
       };
     });
   }

@@ -36,6 +36,12 @@ export interface StorageHooks {
 
 export type WriteResult = Array<StoredRecord | { deleted: boolean }>;
 
+/** A write's answers, and the change-feed position just after it (null for a dry run). */
+export interface Written {
+  results: WriteResult;
+  seq: number | null;
+}
+
 const PRESSURE_THRESHOLDS = [0.8, 0.95];
 /** How often a write re-validates after the active schema changed under it, and retries a deadlock victim. */
 const MAX_ATTEMPTS = 5;
@@ -55,7 +61,7 @@ interface OpAnswer {
 }
 
 type Outcome =
-  | { ok: true; probe?: undefined; results: OpAnswer[]; swept: number; usage: PressureUsage }
+  | { ok: true; probe?: undefined; results: OpAnswer[]; swept: number; seq?: number; usage: PressureUsage }
   | { ok?: undefined; probe: true; increments: Record<string, unknown> }
   | { ok?: undefined; probe?: undefined; error: 'conflict'; conflicts: Array<{ index: number; namespace: string; key: string; expected: number; current: number | null }> }
   | { ok?: undefined; probe?: undefined; error: 'revision'; index: number; namespace: string; key: string; expected: number; current: number | null }
@@ -94,13 +100,13 @@ export class RecordWriter {
   constructor(
     private readonly db: Db,
     private readonly validators: ValidatorCache,
-    private readonly settings: { sweepBatch: number; auditRetentionSeconds: number; combine: CombinerSettings },
+    private readonly settings: { sweepBatch: number; auditRetentionSeconds: number; changesRetentionSeconds: number; combine: CombinerSettings },
     private readonly hooks: StorageHooks,
   ) {
     this.combiner = new WriteCombiner(db, settings.combine);
   }
 
-  async write(caller: Caller, scope: InstallScope, cmd: WriteCommand): Promise<WriteResult> {
+  async write(caller: Caller, scope: InstallScope, cmd: WriteCommand): Promise<Written> {
     for (let attempt = 1; ; attempt++) {
       const verdict = await this.judgeSchema(scope, cmd);
       let outcome: Outcome;
@@ -111,7 +117,7 @@ export class RecordWriter {
         if (attempt < MAX_ATTEMPTS && RETRYABLE_SQLSTATES.has((error as { code?: string }).code ?? '')) continue;
         throw error;
       }
-      if (outcome.ok) return this.succeeded(scope, cmd, verdict, outcome);
+      if (outcome.ok) return { results: this.succeeded(scope, cmd, verdict, outcome), seq: cmd.dryRun ? null : Number(outcome.seq) };
       if (outcome.probe) throw new Error('the write function answered a probe that was not asked for');
       if (outcome.error === 'schema-changed' && attempt < MAX_ATTEMPTS) {
         this.activeSchemas.remember({ ...scope, namespace: outcome.namespace }, outcome.active);
@@ -171,6 +177,7 @@ export class RecordWriter {
       requestId: caller.requestId,
       sweep: this.settings.sweepBatch,
       auditRetentionSeconds: this.settings.auditRetentionSeconds,
+      changesRetentionSeconds: this.settings.changesRetentionSeconds,
       quota: { namespaces: scope.quota.maxNamespaces, keys: scope.quota.maxKeysPerNamespace, bytes: scope.quota.maxBytes },
       schemas: verdict.mustBeActive,
       invalid: verdict.failure !== null,

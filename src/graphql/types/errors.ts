@@ -33,6 +33,9 @@ export const StorageErrorCodeEnum = builder.enumType('StorageErrorCode', {
       description: 'The credential may not do this (GraphQL error extension; HTTP 403 where the whole request is refused).',
     },
     RATE_LIMITED: { description: 'Too many requests for this install (GraphQL error extension; HTTP 429).' },
+    CURSOR_EXPIRED: {
+      description: 'A change-feed cursor older than the retention window (GraphQL error extension; Runner HTTP 410). Resync from a snapshot.',
+    },
     INTERNAL: {
       description:
         'An unexpected error, or storage temporarily unavailable (GraphQL error extension); the message carries no internals. Retry later.',
