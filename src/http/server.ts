@@ -29,6 +29,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { ADMISSION_UNITS, FairPool, InflightLimiter, RateLimiter } from './rate-limit.js';
 import { sendGraphQLError, sendJson, useGraphQLMediaType } from './respond.js';
 import { handleRunnerRequest, RUNNER_PATH } from './runner-protocol.js';
+import { ADMIN_IO_RE, handleAdminIo } from './admin-io.js';
 
 export interface App {
   config: Config;
@@ -380,6 +381,16 @@ export function createApp(opts: AppOptions): App {
       res.writeHead(200, { 'content-type': metrics.registry.contentType });
       res.end(text);
       return 'metrics';
+    }
+    if (ADMIN_IO_RE.test(path)) {
+      await handleAdminIo(req, res, path, {
+        storage,
+        authenticator,
+        requestId,
+        log,
+        logError: (e) => logger.error({ err: errorForLog(e), requestId }, 'unexpected error in export or import'),
+      });
+      return 'admin-io';
     }
     if (path.startsWith(RUNNER_PATH)) {
       await handleRunnerRequest(req, res, path, {

@@ -10,7 +10,10 @@ import { selectAuditPage, type AuditEvent } from './audit.js';
 import { feedHead, scanChanges, type StoredChange } from './changes.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { BadInputError, CursorExpiredError, ForbiddenError, QuotaExceededError, StorageError, ValidationFailedError, mapDatabaseError } from './errors.js';
+import { exportLines } from './export.js';
 import { decodeGlobalId, type GlobalRef } from './global-id.js';
+import { ImportRefusedError, importInstall, type ImportMode, type ImportOutcome } from './import.js';
+import { installsWithExpiredRecords, type InstallRef } from './sweep.js';
 import { InstallDirectory, page, type Page } from './install-directory.js';
 import { authorize, type Install, type InstallScope, type Need, type UpsertInstallInput } from './installs.js';
 import { checkKey, checkKeysPerRead, checkNamespace, checkPageSize } from './limits.js';
@@ -44,6 +47,7 @@ export interface CommitOutcome {
   cursor: string | null;
 }
 export type { Page } from './install-directory.js';
+export { ImportRefusedError, type ImportMode, type ImportOutcome };
 export type { StorageHooks } from './write.js';
 
 /** A change and its position as a cursor. */
@@ -321,6 +325,71 @@ export class Storage {
         endCursor: changeCursor(scope, result.end),
       };
     });
+  }
+
+  // ---------------------------------------------------------------- export, import, sweep
+
+  /**
+   * The install's export (contract, "Export and import"), line by line from one snapshot. Access
+   * is checked before the first line: an admin of the install's tenant only.
+   */
+  async exportInstall(caller: Caller, installId: string): Promise<AsyncGenerator<string, void, undefined>> {
+    if (caller.principal.kind !== 'admin') throw new ForbiddenError('only admins may export an install');
+    const scope = await this.resolveInstall(caller, installId, 'read');
+    return exportLines(this.db, scope);
+  }
+
+  /**
+   * Restores an export into the install, all or nothing (an admin of its tenant): refusals are
+   * ImportRefusedError, naming the 1-based line.
+   */
+  importInstall(caller: Caller, installId: string, body: AsyncIterable<Uint8Array | string>, mode: ImportMode): Promise<ImportOutcome> {
+    return this.observe('import', async () => {
+      if (caller.principal.kind !== 'admin') throw new ForbiddenError('only admins may import into an install');
+      const scope = await this.resolveInstall(caller, installId, 'write');
+      const { restoredSchemas, ...outcome } = await importInstall({ writer: this.writer, limits: this.settings.limits }, caller, scope, body, mode);
+      for (const s of restoredSchemas) {
+        const schemaScope = { ...scope, namespace: s.namespace };
+        this.validators.remember(schemaScope, s.version, s.validate);
+        this.writer.activeSchemas.remember(schemaScope, s.version);
+      }
+      return outcome;
+    });
+  }
+
+  /** Up to `limit` installs holding expired records (every tenant's: an operator's job, never a request's). */
+  installsWithExpiredRecords(limit: number): Promise<InstallRef[]> {
+    return installsWithExpiredRecords(this.db, limit);
+  }
+
+  /** Removes up to `batch` expired records of an install (counters, ttlExpire audit and EXPIRE changes move with them). */
+  sweepInstall(install: InstallRef, batch: number): Promise<number> {
+    return this.observe('sweep', () => this.writer.sweep(install, batch));
+  }
+
+  /**
+   * Sweeps every install's expired records, `batch` at a time per install, until none is left
+   * (or a pass removes nothing). Answers how many were removed.
+   */
+  async sweepExpired(batch: number, onProgress?: (removed: number, installs: number) => void): Promise<number> {
+    let removed = 0;
+    let installs = 0;
+    for (;;) {
+      const found = await this.installsWithExpiredRecords(100);
+      if (found.length === 0) return removed;
+      let pass = 0;
+      for (const install of found) {
+        installs++;
+        for (;;) {
+          const n = await this.sweepInstall(install, batch);
+          pass += n;
+          removed += n;
+          onProgress?.(removed, installs);
+          if (n < batch) break;
+        }
+      }
+      if (pass === 0) return removed;
+    }
   }
 
   setNamespaceSchema(caller: Caller, input: { installId: string; namespace: string; schema?: unknown }): Promise<NamespaceSchema> {

@@ -147,14 +147,15 @@ export class WriteCombiner {
    * Several calls of ext_storage_write_v1 for one install in one transaction (one tenant: one
    * worker on Citus), outside the lanes: the first call takes the install's lock and the others
    * run under it. For a write that must look at what the function computed before it applies
-   * (RecordWriter: increments into a namespace with a schema).
+   * (RecordWriter: increments into a namespace with a schema; an import, which also reads and
+   * writes the install's schemas through `trx`, every statement filtered on the tenant).
    */
-  transaction<T>(tenantId: string, installId: string, run: (call: (request: string) => Promise<unknown>) => Promise<T>): Promise<T> {
+  transaction<T>(tenantId: string, installId: string, run: (call: (request: string) => Promise<unknown>, trx: Db) => Promise<T>): Promise<T> {
     return this.db.transaction().execute((trx) =>
       run(async (request) => {
         const { rows } = await trx.executeQuery<{ result: unknown }>(CompiledQuery.raw(SINGLE, [tenantId, installId, request]));
         return rows[0]!.result;
-      }),
+      }, trx),
     );
   }
 

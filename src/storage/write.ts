@@ -73,6 +73,26 @@ type Outcome =
 
 type Refusal = Extract<Outcome, { error: string }>;
 
+/** The function's answer to a restore request (import). */
+export type RawOutcome = Outcome;
+
+/** A put restored from an export, or a delete (import: replace), as the write function takes them. */
+export type RestoreOp =
+  | {
+      kind: 'put';
+      namespace: string;
+      key: string;
+      ifRevision: null;
+      value: unknown;
+      metadata: Record<string, unknown>;
+      valueBytes: number;
+      metadataBytes: number;
+      ttlSeconds: null;
+      schemaVersion: number | null;
+      restore: { revision: number; createdAt: string; updatedAt: string; expiresAt: string | null };
+    }
+  | { kind: 'delete'; namespace: string; key: string; ifRevision: null };
+
 interface PressureUsage {
   namespaces: [number, number];
   bytes: [number, number];
@@ -188,6 +208,71 @@ export class RecordWriter {
       bound: COUNTER_BOUND,
       ops: cmd.ops.map((op, index) => (op.kind === 'delete' ? op : { ...op, pinnedSchemaVersion: undefined, schemaVersion: verdict.versions[index] })),
     });
+  }
+
+  /**
+   * Several calls of the write function for one install in one transaction (an import): `run`
+   * gets `call` (one request of restoreRequest, answered as the function answers) and the
+   * transaction itself. Throwing rolls everything back.
+   */
+  transaction<T>(scope: InstallScope, run: (call: (request: string) => Promise<RawOutcome>, trx: Db) => Promise<T>): Promise<T> {
+    return this.combiner.transaction(scope.tenantId, scope.installId, (call, trx) => run(async (request) => (await call(request)) as RawOutcome, trx));
+  }
+
+  /**
+   * A request of restored puts and deletes (import): operation `import`, no schema stage (the
+   * importer validated each value against its own version), and the install's quotas unless
+   * `quota` is false (a replace checks them against the file itself: its net effect).
+   */
+  restoreRequest(caller: Caller, scope: InstallScope, ops: RestoreOp[], opts: { quota: boolean }): string {
+    const unbounded = Number.MAX_SAFE_INTEGER;
+    return JSON.stringify({
+      operation: 'import',
+      actor: caller.principal.actor,
+      requestId: caller.requestId,
+      sweep: this.settings.sweepBatch,
+      auditRetentionSeconds: this.settings.auditRetentionSeconds,
+      changesRetentionSeconds: this.settings.changesRetentionSeconds,
+      quota: opts.quota
+        ? { namespaces: scope.quota.maxNamespaces, keys: scope.quota.maxKeysPerNamespace, bytes: scope.quota.maxBytes }
+        : { namespaces: unbounded, keys: unbounded, bytes: unbounded },
+      schemas: [],
+      invalid: false,
+      checks: [],
+      dryRun: false,
+      probe: false,
+      bound: COUNTER_BOUND,
+      ops,
+    });
+  }
+
+  /**
+   * Removes up to `batch` of the install's expired records off the request path (npm run sweep):
+   * the write function with no ops sweeps them, moves the counters and writes their ttlExpire
+   * audit events and EXPIRE changes. Answers how many it removed.
+   */
+  async sweep(scope: { tenantId: string; installId: string }, batch: number): Promise<number> {
+    const request = JSON.stringify({
+      operation: 'sweep',
+      actor: 'system',
+      requestId: null,
+      sweep: batch,
+      auditRetentionSeconds: this.settings.auditRetentionSeconds,
+      changesRetentionSeconds: this.settings.changesRetentionSeconds,
+      quota: { namespaces: 0, keys: 0, bytes: 0 },
+      schemas: [],
+      invalid: false,
+      checks: [],
+      dryRun: false,
+      probe: false,
+      bound: COUNTER_BOUND,
+      ops: [],
+    });
+    const outcome = (await this.combiner.write(scope.tenantId, scope.installId, request)) as Outcome;
+    if (!outcome.ok) throw new Error('the write function refused a sweep');
+    const swept = Number(outcome.swept);
+    if (swept > 0) this.hooks.onTtlDeleted?.(swept);
+    return swept;
   }
 
   private async call(caller: Caller, scope: InstallScope, cmd: WriteCommand, verdict: SchemaVerdict): Promise<Outcome> {

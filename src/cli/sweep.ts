@@ -1,0 +1,34 @@
+/**
+ * npm run sweep [-- --batch 500]: removes every install's expired records, in bounded batches
+ * per install, off the request path (the writes of an idle install never sweep them). Each batch
+ * is one call of the write function: counters, ttlExpire audit events and EXPIRE changes move
+ * with the records. Run it from cron; it stops when none is left.
+ */
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config.js';
+import { openDatabase } from '../db/database.js';
+import { Storage } from '../storage/storage.js';
+
+const { values } = parseArgs({ options: { batch: { type: 'string', default: '500' } } });
+const batch = Number(values.batch);
+if (!Number.isInteger(batch) || batch < 1 || batch > 10_000) {
+  process.stderr.write('usage: npm run sweep -- [--batch 1..10000]\n');
+  process.exit(2);
+}
+const config = loadConfig();
+const database = await openDatabase(config);
+try {
+  const storage = new Storage(database.db, config);
+  let last = 0;
+  const removed = await storage.sweepExpired(batch, (n, installs) => {
+    if (performance.now() - last < 500) return;
+    last = performance.now();
+    process.stderr.write(`sweep: ${n} expired records removed, ${installs} installs\n`);
+  });
+  process.stdout.write(`${JSON.stringify({ removed })}\n`);
+} catch (error) {
+  process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 1;
+} finally {
+  await database.close();
+}
