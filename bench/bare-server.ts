@@ -4,7 +4,9 @@
  * (src/storage/records.ts, same text shape and parameters); a put is a plain upsert, a create-only
  * put an insert that does nothing on conflict, a bulk put one multi-row upsert, a commit one upsert
  * per operation in one transaction, an increment one upsert of a number (no lock row, no usage
- * counters, no audit, no checks).
+ * counters, no audit, no checks). Two routes for the change feed: a put that also numbers its change
+ * (the upsert, the install's lock-row counter + 1 and the change row, one statement), and a page of
+ * changes (one keyset SELECT on the changes table).
  *
  * Statements run as named prepared statements, as the gateway's do (src/db/database.ts), so the
  * baseline gets the same parse-once advantage; BARE_PREPARED=0 sends them unnamed.
@@ -14,7 +16,8 @@
  * /put {namespace,key,value,metadata,ifRevision?} (ifRevision absent: upsert; 0: create only, 409 if the key exists),
  * /bulk {namespace,items}, /commit {operations: [{put: {namespace,key,value,metadata}}]} (BEGIN, one upsert per
  * operation, COMMIT: the one route with more than one statement), /increment {namespace,key,by} (an
- * upsert adding `by` to the stored number, exact decimal); GET /healthz. Every route acts on BARE_INSTALL, or on the install named in
+ * upsert adding `by` to the stored number, exact decimal), /put-feed (as /put, plus the change row),
+ * /changes {after, first} (changes with seq > after, by seq); GET /healthz. Every route acts on BARE_INSTALL, or on the install named in
  * an `x-install-id` header (the put16 scenario spreads its writes over several installs).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -80,6 +83,20 @@ const INCREMENT = `INSERT INTO ext_storage_records AS r
     value = to_jsonb(r.value::numeric + $5::numeric), value_bytes = octet_length((r.value::numeric + $5::numeric)::text),
     revision = r.revision + 1, updated_at = now()
   RETURNING r.key, r.revision, r.value`;
+/**
+ * A put that feeds the change feed, the least SQL for it: the upsert, the install's counter on its
+ * lock row + 1 (held until commit, which orders the changes, as the gateway's write function does)
+ * and the change row. No retention, no usage counters, no audit.
+ */
+const PUT_FEED = `WITH up AS (${UPSERT}),
+  s AS (UPDATE ext_storage_install_locks SET change_seq = change_seq + 1
+         WHERE tenant_id = $1::uuid AND install_id = $2::uuid RETURNING change_seq)
+  INSERT INTO ext_storage_changes (tenant_id, install_id, seq, namespace, key, operation, revision, actor, at)
+  SELECT $1::uuid, $2::uuid, s.change_seq, $3, up.key, 'put', up.revision, 'bare', now() FROM up, s
+  RETURNING key, revision, seq`;
+/** A page of an install's changes after a position (the same table and key as the gateway's scan). */
+const CHANGES = `SELECT seq, at, operation, namespace, key, revision, actor FROM ext_storage_changes
+  WHERE tenant_id = $1 AND install_id = $2 AND seq > $3 ORDER BY seq LIMIT $4`;
 
 /** A pool client's query, as a named prepared statement unless BARE_PREPARED=0 (names shared with `query`). */
 function clientQuery(client: pg.PoolClient, text: string, values: unknown[]) {
@@ -182,6 +199,17 @@ async function handle(path: string, install: string, b: Body): Promise<[number, 
         client.release(error instanceof Error ? error : true);
         throw error;
       }
+    }
+    case '/put-feed': {
+      const metadata = b.metadata ?? {};
+      const { rows } = await query(PUT_FEED, [tenant, install, b.namespace, b.key, JSON.stringify(b.value), JSON.stringify(metadata), bytes(b.value), bytes(metadata)]);
+      if (rows.length === 0) throw new Error('no lock row for the install (write through the gateway first)');
+      return [200, { record: rows[0] }];
+    }
+    case '/changes': {
+      const { rows } = await query(CHANGES, [tenant, install, Number(b.after ?? 0), Number(b.first ?? 100)]);
+      const items = rows.map((r: Record<string, unknown>) => ({ cursor: String(r.seq), at: r.at, operation: r.operation, namespace: r.namespace, key: r.key, revision: r.revision, actor: r.actor }));
+      return [200, { items, nextCursor: items.length > 0 ? items[items.length - 1]!.cursor : String(b.after ?? 0) }];
     }
     case '/increment': {
       const { rows } = await query(INCREMENT, [tenant, install, b.namespace, b.key, String(b.by)]);

@@ -77,6 +77,8 @@ const SCENARIOS = [
   { name: 'bulk100', title: 'bulk put of 100 (unconditional)', goal: 0.3 },
   { name: 'commit10', title: 'commit of 10 puts (~1 KB values) across 2 namespaces of one install', goal: null },
   { name: 'increment', title: 'increment by 1 of one hot key', goal: null },
+  { name: 'put-with-feed', title: 'the put scenario (every write also writes its change row) against a bare put that writes one too', goal: null },
+  { name: 'changes100', title: 'a page of 100 changes (Runner REST changes) from one of 10 fixed positions', goal: null },
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
 type ScenarioName = Scenario['name'] | 'put-guards-off';
@@ -181,6 +183,8 @@ const QUERIES = {
 
 interface Target {
   kind: 'gateway' | 'bare';
+  /** The main install's id (the Runner door names it in its path). */
+  installId: string;
   /** The install every scenario but put16 uses: its token (gateway) or id (bare). */
   install: string;
   /** The put16 installs: tokens (gateway) or ids (bare, sent in x-install-id). */
@@ -190,6 +194,17 @@ interface Target {
 interface ListPages {
   cursors: Array<string | null>;
   afterKeys: Array<string | null>;
+  /** changes100: the positions of the main install's first 10 pages of 100 changes (its seeding), as cursors and as numbers. */
+  changeCursors: Array<string | null>;
+  changeAfters: number[];
+}
+
+/** The Runner token of the bench's gateways (changes100 reads through the Runner's REST door). */
+const RUNNER_TOKEN = `bench-runner-${randomBytes(12).toString('hex')}`;
+
+/** A request of the Runner's REST door for the main install. */
+function runnerPlan(installId: string, body: Body): Plan {
+  return { path: `/api/internal/ext-storage/install/${installId}`, headers: { 'content-type': 'application/json', 'x-runner-auth': RUNNER_TOKEN }, body, failures: [] };
 }
 
 /** A request of the bare server (a plain JSON body; its own install, or one of `spread` per request). */
@@ -202,12 +217,12 @@ function scenarioPlan(name: ScenarioName, t: Target, listPages: ListPages): Plan
   const gw = t.kind === 'gateway';
   const own = (tag: string) => `${tag}${gw ? 'g' : 'b'}-`;
   /** A put: the gateway's putRecord or the bare server's /put, with the same input. */
-  const put = (namespace: string, key: Slot, extra: Record<string, unknown>, spread: boolean) => {
+  const put = (namespace: string, key: Slot, extra: Record<string, unknown>, spread: boolean, barePath = '/put') => {
     const body = jsonBody((slot) => {
       const input = { namespace, key: slot(key), value: slot({ kind: 'cycle', items: VALUES }), metadata: METADATA, ...extra };
       return gw ? { query: QUERIES.put, variables: { input } } : input;
     });
-    return gw ? gatewayPlan(spread ? t.spread : t.install, body) : barePlan('/put', body, spread ? t.spread : undefined);
+    return gw ? gatewayPlan(spread ? t.spread : t.install, body) : barePlan(barePath, body, spread ? t.spread : undefined);
   };
   /** Unconditional puts cycle over 1,000 keys of their own (updates once each key exists). */
   const upsertKeys = (): Slot => ({ kind: 'cycle', items: jsonTexts(Array.from({ length: SEED_KEYS }, (_, i) => own('u') + keyOf(i))) });
@@ -256,6 +271,14 @@ function scenarioPlan(name: ScenarioName, t: Target, listPages: ListPages): Plan
         ? gatewayPlan(t.install, jsonBody((slot) => ({ query: QUERIES.commit, variables: { input: { operations: slot(operations) } } })))
         : barePlan('/commit', jsonBody((slot) => ({ operations: slot(operations) })));
     }
+    case 'put-with-feed':
+      // The gateway's put is the put scenario's (its write function writes the change row since
+      // migration 009); the bare put writes one too: upsert, lock-row counter, change row.
+      return put(GUARDED_NS, upsertKeys(), {}, false, '/put-feed');
+    case 'changes100':
+      return gw
+        ? runnerPlan(t.installId, jsonBody((slot) => ({ operation: 'changes', limit: 100, cursor: slot({ kind: 'random', items: jsonTexts(listPages.changeCursors) }) })))
+        : barePlan('/changes', jsonBody((slot) => ({ first: 100, after: slot({ kind: 'random', items: jsonTexts(listPages.changeAfters) }) })));
     case 'increment': {
       const input = { namespace: COUNTER_NS, key: own('hot'), by: 1 };
       return gw ? gatewayPlan(t.install, jsonBody(() => ({ query: QUERIES.increment, variables: { input } }))) : barePlan('/increment', jsonBody(() => input));
@@ -394,7 +417,7 @@ async function runGatewayVsBare(scenarios: readonly Scenario[], runGuardsOff: bo
   try {
     log(`database: ${db.created ? 'created' : 'given (DATABASE_URL)'} ${db.url.replace(/\/\/[^@]*@/, '//')}`);
     const secret = randomBytes(32).toString('hex');
-    const baseEnv = gatewayEnv(db.url, secret, { STORAGE_DB_POOL_MAX: '20' });
+    const baseEnv = gatewayEnv(db.url, secret, { STORAGE_DB_POOL_MAX: '20', RUNNER_AUTH_TOKENS: RUNNER_TOKEN });
     const config = loadConfig({ ...baseEnv, LOG_LEVEL: 'silent', STORAGE_RATE_LIMIT_PER_SECOND: '1000000', STORAGE_RATE_LIMIT_BURST: '1000000' });
     const database = await openMigratedDatabase(config);
     handles.push(database);
@@ -437,7 +460,7 @@ async function runGatewayVsBare(scenarios: readonly Scenario[], runGuardsOff: bo
     await inProcess.listen(0, '127.0.0.1');
 
     // The list pages, so both servers page from the same positions.
-    const listPages: ListPages = { cursors: [null], afterKeys: [null] };
+    const listPages: ListPages = { cursors: [null], afterKeys: [null], changeCursors: [null], changeAfters: [0] };
     for (let page = 0; page < SEED_KEYS / 100 - 1; page++) {
       const res = await fetch(`${inProcess.url()}/graphql`, {
         method: 'POST',
@@ -453,8 +476,17 @@ async function runGatewayVsBare(scenarios: readonly Scenario[], runGuardsOff: bo
       listPages.afterKeys.push(edges[edges.length - 1]!.node.key);
     }
 
-    const gwTarget: Target = { kind: 'gateway', install: token, spread: spreadTokens };
-    const bareTarget: Target = { kind: 'bare', install: installId, spread: spreadInstalls };
+    // The change pages, from the core: the seeding's 1,000 puts are the install's first 1,000 changes.
+    const feedScope = await storage.resolveInstall(admin, installId, 'read');
+    for (let page = 0; page < SEED_KEYS / 100 - 1; page++) {
+      const p = await storage.changes(admin, feedScope, { after: listPages.changeCursors[page], first: 100 });
+      if (p.changes.length !== 100) throw new Error(`changes100: page ${page} holds ${p.changes.length} changes, not 100`);
+      listPages.changeCursors.push(p.endCursor);
+      listPages.changeAfters.push(p.changes[p.changes.length - 1]!.seq);
+    }
+
+    const gwTarget: Target = { kind: 'gateway', installId, install: token, spread: spreadTokens };
+    const bareTarget: Target = { kind: 'bare', installId, install: installId, spread: spreadInstalls };
     const names: ScenarioName[] = [...scenarios.map((s) => s.name), ...(runGuardsOff ? [GUARDS_OFF] : [])];
     const counted = await countStatements(
       inProcess,

@@ -26,6 +26,7 @@ import {
 import type { Limits } from '../config.js';
 import { decodeGlobalId } from '../storage/global-id.js';
 import { normalizeId } from '../storage/principal.js';
+import { CHANGES_PAGE } from '../storage/storage.js';
 
 /** A request's worst case. */
 export interface Price {
@@ -505,6 +506,12 @@ export function runnerPrice(operation: string, body: Readonly<Record<string, unk
       return price('Mutation.incrementRecord', {});
     case 'commit':
       return price('Mutation.commit', { input: { operations: body.operations, checks: body.checks } });
+    case 'changes':
+      // Priced like a list by its limit, in the feed's own page bounds (default 100, at most 1000;
+      // beyond it the core refuses the page). A page from the oldest retained change may scan twice.
+      // TODO: once Query.changes has its FIELD_RULES entry (wt-feed), price through it instead, so
+      // both doors keep one rule.
+      return { reads: 2, records: clamp(typeof body.limit === 'number' ? body.limit : CHANGES_PAGE.default, CHANGES_PAGE.max) };
     default:
       return { reads: 1, records: 0 };
   }

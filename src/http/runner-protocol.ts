@@ -119,7 +119,8 @@ async function execute(body: Body, principal: Principal, deps: RunnerDeps): Prom
   // Caller-controlled: a 1 MB operation field made a 1 MB log line.
   deps.log.operation = clipForLog(operation, 128);
   // A commit names its namespaces in its checks and operations; its top-level `namespace` is ignored.
-  const namespace = operation === 'commit' ? '' : field<string>(body, 'namespace', 'string', true)!;
+  // A `changes` page reads the whole install unless it names one (read below, as optional).
+  const namespace = operation === 'commit' || operation === 'changes' ? '' : field<string>(body, 'namespace', 'string', true)!;
   // A known, fixed cost per operation (a list by its limit, a bulk put by its items), charged before it runs.
   deps.charge(principal, operation, body);
   switch (operation) {
@@ -212,8 +213,31 @@ async function execute(body: Body, principal: Principal, deps: RunnerDeps): Prom
         cursor: outcome.cursor,
       };
     }
+    case 'changes': {
+      // The core owns the rules (page bounds, cursors, expiry, a keyPrefix needing a namespace, the
+      // install's allowed namespaces); this maps names (keyPrefix → prefix, cursor → after) and shapes.
+      const only = field<string>(body, 'namespace', 'string', false) ?? null;
+      const keyPrefix = field<string>(body, 'keyPrefix', 'string', false) ?? null;
+      const limit = optionalInt(body, 'limit');
+      const cursor = field<string>(body, 'cursor', 'string', false) ?? null;
+      const scope = await storage.resolveInstall(caller, undefined, 'read', only ?? undefined);
+      const page = await storage.changes(caller, scope, { namespace: only, prefix: keyPrefix, after: cursor, first: limit });
+      return {
+        items: page.changes.map((c) => ({
+          cursor: c.cursor,
+          at: c.at.toISOString(),
+          operation: c.operation,
+          namespace: c.namespace,
+          key: c.key,
+          revision: c.revision,
+          actor: c.actor,
+        })),
+        // Always a resume point (the core's endCursor), also after an empty or filtered page.
+        nextCursor: page.endCursor,
+      };
+    }
     default:
-      throw new ProtocolError(400, 'VALIDATION_FAILED', 'operation must be one of put, get, list, delete, bulkPut, increment, commit');
+      throw new ProtocolError(400, 'VALIDATION_FAILED', 'operation must be one of put, get, list, delete, bulkPut, increment, commit, changes');
   }
 }
 

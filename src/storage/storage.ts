@@ -60,8 +60,10 @@ export interface ChangePage {
   endCursor: string;
 }
 
-const CHANGES_DEFAULT_PAGE = 100;
-const CHANGES_MAX_PAGE = 1000;
+/** A change-feed page's size bounds (contract: `first`/`limit` 1..1000, default 100); the doors price pages by them. */
+export const CHANGES_PAGE = { default: 100, max: 1000 } as const;
+const CHANGES_DEFAULT_PAGE = CHANGES_PAGE.default;
+const CHANGES_MAX_PAGE = CHANGES_PAGE.max;
 
 /** A change-feed position of an install (the same for the GraphQL and Runner doors). */
 function changeCursor(scope: { installId: string }, seq: number): string {

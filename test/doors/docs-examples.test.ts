@@ -237,6 +237,15 @@ const checks: Record<string, Check> = {
     expect(json(out)).toEqual({ success: true });
   },
 
+  'runner-rest-changes': (out) => {
+    const body = json(out);
+    expect(body.items.map((c: Record<string, unknown>) => [c.operation, c.namespace, c.key, c.revision, c.actor])).toEqual([
+      ['put', 'jobs', 'job/4', 1, 'runner'],
+      ['delete', 'jobs', 'job/4', 1, 'runner'],
+    ]);
+    expect(body.nextCursor).toBe(body.items[1].cursor);
+  },
+
   'admin-token': async (out) => {
     const token = out.trim();
     expect(await verify(token)).toMatchObject({ role: 'admin', tid: t.tenantId, sub: 'ops-alice' });

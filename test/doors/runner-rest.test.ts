@@ -881,6 +881,243 @@ describe('Runner REST: quotas and rate limits', () => {
   });
 });
 
+describe('Runner REST: changes', () => {
+  let install: TestInstall;
+  const CHANGE_SHAPE = ['actor', 'at', 'cursor', 'key', 'namespace', 'operation', 'revision'];
+  const changes = (id: string, body: Record<string, unknown> = {}) => runner(id, { operation: 'changes', ...body });
+  /** Every page from `cursor` on, by `limit`, until an empty page; the cursors each page answered. */
+  async function drain(id: string, body: Record<string, unknown>, limit: number, cursor?: string): Promise<{ items: any[]; nextCursors: string[] }> {
+    const items: any[] = [];
+    const nextCursors: string[] = [];
+    for (let i = 0; i < 200; i++) {
+      const res = await changes(id, { ...body, limit, ...(cursor === undefined ? {} : { cursor }) });
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      expect(typeof res.body.nextCursor).toBe('string');
+      expect(res.body.items.length).toBeLessThanOrEqual(limit);
+      nextCursors.push(res.body.nextCursor);
+      cursor = res.body.nextCursor;
+      if (res.body.items.length === 0) return { items, nextCursors };
+      items.push(...res.body.items);
+    }
+    throw new Error('no empty page after 200 pages');
+  }
+
+  beforeAll(async () => {
+    install = await t.createInstall();
+    // 1..3 put, put, delete on a/k1; 4 put a/other; 5 put b/k1; 6..30: 25 puts in c.
+    await runner(install.id, { operation: 'put', namespace: 'a', key: 'k1', value: 1 });
+    await runner(install.id, { operation: 'put', namespace: 'a', key: 'k1', value: 2 });
+    await runner(install.id, { operation: 'delete', namespace: 'a', key: 'k1' });
+    await runner(install.id, { operation: 'put', namespace: 'a', key: 'other', value: 1 });
+    await runner(install.id, { operation: 'put', namespace: 'b', key: 'k1', value: 1 });
+    for (let i = 0; i < 25; i++) await runner(install.id, { operation: 'put', namespace: 'c', key: `n${String(i).padStart(2, '0')}`, value: i });
+  });
+
+  it('answers {items: [{cursor, at, operation, namespace, key, revision, actor}], nextCursor}, oldest first, operation lower-case', async () => {
+    const res = await changes(install.id, { limit: 5 });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(Object.keys(res.body).sort()).toEqual(['items', 'nextCursor']);
+    expect(res.body.items).toHaveLength(5);
+    for (const item of res.body.items) {
+      expect(Object.keys(item).sort()).toEqual(CHANGE_SHAPE);
+      expect(item.at).toMatch(ISO);
+      expect(typeof item.cursor).toBe('string');
+      expect(item.actor).toBe('runner');
+    }
+    expect(res.body.items.map((c: any) => [c.operation, c.namespace, c.key, c.revision])).toEqual([
+      ['put', 'a', 'k1', 1],
+      ['put', 'a', 'k1', 2],
+      ['delete', 'a', 'k1', 2],
+      ['put', 'a', 'other', 1],
+      ['put', 'b', 'k1', 1],
+    ]);
+    // A full page resumes after its last change.
+    expect(res.body.nextCursor).toBe(res.body.items[4].cursor);
+  });
+
+  it('the top-level namespace is optional: without it the page covers every namespace; an item cursor resumes after that item', async () => {
+    const all = await changes(install.id, { limit: 100 });
+    expect(all.body.items).toHaveLength(30);
+    const from = await changes(install.id, { cursor: all.body.items[2].cursor, limit: 2 });
+    expect(from.body.items.map((c: any) => c.key)).toEqual(['other', 'k1']);
+    expect(from.body.items.map((c: any) => c.namespace)).toEqual(['a', 'b']);
+  });
+
+  it('defaults to 100 changes a page', async () => {
+    const big = await t.createInstall();
+    const items = Array.from({ length: 100 }, (_, i) => ({ key: `k${i}`, value: i }));
+    await runner(big.id, { operation: 'bulkPut', namespace: 'x', items });
+    await runner(big.id, { operation: 'put', namespace: 'x', key: 'last', value: 1 });
+    const res = await changes(big.id);
+    expect(res.status).toBe(200);
+    expect(res.body.items).toHaveLength(100);
+    const rest = await changes(big.id, { cursor: res.body.nextCursor });
+    expect(rest.body.items.map((c: any) => c.key)).toEqual(['last']);
+  });
+
+  it('pages by 7 with no change skipped or repeated; the empty last page still answers the resume point', async () => {
+    const { items, nextCursors } = await drain(install.id, {}, 7);
+    expect(items).toHaveLength(30);
+    expect(new Set(items.map((c) => c.cursor)).size).toBe(30);
+    expect(items.slice(5).map((c) => c.key)).toEqual(Array.from({ length: 25 }, (_, i) => `n${String(i).padStart(2, '0')}`));
+    // The empty page answers the same position it was asked from: the head.
+    expect(nextCursors.at(-1)).toBe(nextCursors.at(-2));
+    expect(nextCursors.at(-1)).toBe(items.at(-1).cursor);
+    // Following from it: a later write, and only it.
+    await runner(install.id, { operation: 'put', namespace: 'c', key: 'later', value: 1 });
+    const next = await changes(install.id, { cursor: nextCursors.at(-1) });
+    expect(next.body.items.map((c: any) => [c.namespace, c.key])).toEqual([['c', 'later']]);
+    await runner(install.id, { operation: 'delete', namespace: 'c', key: 'later' });
+  });
+
+  it('filters by namespace, and by keyPrefix within it; a filtered empty page still moves the resume point forward', async () => {
+    const a = await changes(install.id, { namespace: 'a' });
+    expect(a.body.items.map((c: any) => [c.operation, c.key])).toEqual([
+      ['put', 'k1'],
+      ['put', 'k1'],
+      ['delete', 'k1'],
+      ['put', 'other'],
+    ]);
+    const k = await changes(install.id, { namespace: 'a', keyPrefix: 'k' });
+    expect(k.body.items.map((c: any) => c.key)).toEqual(['k1', 'k1', 'k1']);
+    const c1 = await drain(install.id, { namespace: 'c', keyPrefix: 'n1' }, 3);
+    expect(c1.items.map((c) => c.key)).toEqual(['n10', 'n11', 'n12', 'n13', 'n14', 'n15', 'n16', 'n17', 'n18', 'n19']);
+    // Nothing in namespace "b" after its one change, yet the answer is a position, not null.
+    const b = await changes(install.id, { namespace: 'b' });
+    expect(b.body.items).toHaveLength(1);
+    const none = await changes(install.id, { namespace: 'b', cursor: b.body.nextCursor });
+    expect(none.body).toEqual({ items: [], nextCursor: expect.any(String) });
+    const nothing = await changes(install.id, { namespace: 'nope' });
+    expect(nothing.body.items).toEqual([]);
+    expect(typeof nothing.body.nextCursor).toBe('string');
+    // Resuming the filter from there sees a later change in "b" only.
+    await runner(install.id, { operation: 'put', namespace: 'b', key: 'k2', value: 1 });
+    const later = await changes(install.id, { namespace: 'b', cursor: none.body.nextCursor });
+    expect(later.body.items.map((c: any) => c.key)).toEqual(['k2']);
+  });
+
+  it('a keyPrefix without namespace is 400 VALIDATION_FAILED', async () => {
+    expectError(await changes(install.id, { keyPrefix: 'k' }), 400, 'VALIDATION_FAILED');
+  });
+
+  it('a limit of 0 or 1001 is 400 LIMIT_EXCEEDED; 1000 is accepted; a non-integer limit is 400 VALIDATION_FAILED', async () => {
+    expect(expectError(await changes(install.id, { limit: 0 }), 400, 'LIMIT_EXCEEDED')).toMatchObject({ limit: 'pageSize', max: 1000 });
+    expect(expectError(await changes(install.id, { limit: 1001 }), 400, 'LIMIT_EXCEEDED')).toMatchObject({ limit: 'pageSize', max: 1000, actual: 1001 });
+    expect((await changes(install.id, { limit: 1000 })).status).toBe(200);
+    expectError(await changes(install.id, { limit: 2.5 }), 400, 'VALIDATION_FAILED');
+    expectError(await changes(install.id, { limit: '10' }), 400, 'VALIDATION_FAILED');
+  });
+
+  it("a malformed cursor, another install's cursor or a record-list cursor is 400 VALIDATION_FAILED", async () => {
+    expectError(await changes(install.id, { cursor: 'not-a-cursor' }), 400, 'VALIDATION_FAILED');
+    expectError(await changes(install.id, { cursor: 42 }), 400, 'VALIDATION_FAILED');
+    const other = await t.createInstall();
+    await runner(other.id, { operation: 'put', namespace: 'a', key: 'k', value: 1 });
+    const foreign = (await changes(other.id)).body.nextCursor;
+    expectError(await changes(install.id, { cursor: foreign }), 400, 'VALIDATION_FAILED');
+    const list = await runner(install.id, { operation: 'list', namespace: 'c', limit: 1 });
+    expectError(await changes(install.id, { cursor: list.body.nextCursor }), 400, 'VALIDATION_FAILED');
+  });
+
+  it('an install restricted to namespaces never sees the others, and naming one is 403 FORBIDDEN', async () => {
+    // One install, written by an admin in every namespace; the Runner sees it through its allow-list.
+    const narrow = await t.createInstall({ namespaces: ['seen', 'also'] });
+    const admin = t.adminCaller();
+    for (const namespace of ['seen', 'hidden', 'also', 'hidden']) {
+      await t.app.storage.putRecord(admin, { installId: narrow.id, namespace, key: `${namespace}-k`, value: 1 });
+    }
+    const { items } = await drain(narrow.id, {}, 1);
+    expect(items.map((c) => c.namespace)).toEqual(['seen', 'also']);
+    expect(items.every((c) => c.actor !== 'runner')).toBe(true);
+    expectError(await changes(narrow.id, { namespace: 'hidden' }), 403, 'FORBIDDEN');
+    const readless = await t.createInstall({ canRead: false });
+    expectError(await changes(readless.id), 403, 'FORBIDDEN');
+  });
+
+  it("accepts a commit's cursor from either door (cursors are shared): the changes after it", async () => {
+    const shared = await t.createInstall();
+    await runner(shared.id, { operation: 'put', namespace: 's', key: 'before', value: 1 });
+    const rest = await runner(shared.id, { operation: 'commit', operations: [{ put: { namespace: 's', key: 'rest', value: 1 } }] });
+    expect(rest.status).toBe(200);
+    const gql = await t.gql(
+      `mutation { commit(input: { operations: [{ put: { namespace: "s", key: "gql", value: 1 } }] }) {
+        __typename ... on CommitSuccess { cursor } } }`,
+      {},
+      { token: await shared.token() },
+    );
+    expect(gql.body.data.commit.__typename).toBe('CommitSuccess');
+    await runner(shared.id, { operation: 'put', namespace: 's', key: 'after', value: 1 });
+    const fromRest = await changes(shared.id, { cursor: rest.body.cursor });
+    expect(fromRest.status, JSON.stringify(fromRest.body)).toBe(200);
+    expect(fromRest.body.items.map((c: any) => c.key)).toEqual(['gql', 'after']);
+    const fromGql = await changes(shared.id, { cursor: gql.body.data.commit.cursor });
+    expect(fromGql.body.items.map((c: any) => [c.key, c.actor])).toEqual([['after', 'runner']]);
+    // The commit's own change carries the commit's cursor.
+    const all = await changes(shared.id);
+    expect(all.body.items.find((c: any) => c.key === 'rest').cursor).toBe(rest.body.cursor);
+    expect(all.body.items.find((c: any) => c.key === 'gql').cursor).toBe(gql.body.data.commit.cursor);
+  });
+
+  it('a changes page is charged by its limit against the rate limit', async () => {
+    const limited = await startTestApp({ STORAGE_RATE_LIMIT_PER_SECOND: '1', STORAGE_RATE_LIMIT_BURST: '20' });
+    try {
+      const call = (installId: string, limit: number) =>
+        fetch(`${limited.url}/api/internal/ext-storage/install/${installId}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-runner-auth': limited.runnerToken },
+          body: JSON.stringify({ operation: 'changes', limit }),
+        });
+      // Pages of 1 are cheap: five fit in a burst of 20.
+      const small = await limited.createInstall();
+      for (let i = 0; i < 5; i++) expect((await call(small.id, 1)).status).toBe(200);
+      // A page of 1000 costs the whole burst: the next request right after it is refused.
+      const large = await limited.createInstall();
+      expect((await call(large.id, 1000)).status).toBe(200);
+      const refused = await call(large.id, 1);
+      expect(refused.status).toBe(429);
+      expect((await refused.json()).code).toBe('RATE_LIMITED');
+    } finally {
+      await limited.close();
+    }
+  });
+});
+
+describe('Runner REST: changes past retention', () => {
+  it('a cursor before the oldest retained change is 410 CURSOR_EXPIRED; without a cursor the page starts at the oldest retained', async () => {
+    const short = await startTestApp({ STORAGE_CHANGES_RETENTION_SECONDS: '1' });
+    try {
+      const install = await short.createInstall();
+      const call = async (body: Record<string, unknown>) => {
+        const res = await fetch(`${short.url}/api/internal/ext-storage/install/${install.id}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-runner-auth': short.runnerToken },
+          body: JSON.stringify(body),
+        });
+        return { status: res.status, headers: res.headers, body: (await res.json()) as any };
+      };
+      await call({ operation: 'put', namespace: 'r', key: 'one', value: 1 });
+      await call({ operation: 'put', namespace: 'r', key: 'two', value: 1 });
+      const first = await call({ operation: 'changes' });
+      expect(first.body.items.map((c: any) => c.key)).toEqual(['one', 'two']);
+      const afterOne = first.body.items[0].cursor;
+      const afterTwo = first.body.nextCursor;
+      await new Promise((r) => setTimeout(r, 2100));
+      // A write removes the changes older than the retention.
+      expect((await call({ operation: 'put', namespace: 'r', key: 'three', value: 1 })).status).toBe(200);
+      const expired = await call({ operation: 'changes', cursor: afterOne });
+      expect(expectError(expired, 410, 'CURSOR_EXPIRED')).toBeNull();
+      // A cursor at the retention point lost nothing: it still pages.
+      const kept = await call({ operation: 'changes', cursor: afterTwo });
+      expect(kept.status).toBe(200);
+      expect(kept.body.items.map((c: any) => c.key)).toEqual(['three']);
+      const fresh = await call({ operation: 'changes' });
+      expect(fresh.body.items.map((c: any) => c.key)).toEqual(['three']);
+    } finally {
+      await short.close();
+    }
+  });
+});
+
 describe('Runner REST: the door is closed without RUNNER_AUTH_TOKENS', () => {
   it('answers 401 UNAUTHORIZED to any token when no Runner token is configured', async () => {
     const closed = await startTestApp({ RUNNER_AUTH_TOKENS: '' });
