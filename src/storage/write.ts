@@ -5,6 +5,7 @@
  * against one instant. On Citus that call runs whole on the worker holding the tenant. Concurrent
  * writes of one install share a call and a commit (src/storage/write-combiner.ts).
  */
+import type { QuotaSettings } from '../config.js';
 import type { Db } from '../db/database.js';
 import {
   CommitConflictError,
@@ -191,22 +192,52 @@ export class RecordWriter {
     verdict: SchemaVerdict,
     extra: { probe?: boolean; seen?: Record<string, unknown> } = {},
   ): string {
-    return JSON.stringify({
+    return this.functionRequest({
       operation: cmd.operation,
       actor: caller.principal.actor,
       requestId: caller.requestId,
-      sweep: this.settings.sweepBatch,
-      auditRetentionSeconds: this.settings.auditRetentionSeconds,
-      changesRetentionSeconds: this.settings.changesRetentionSeconds,
-      quota: { namespaces: scope.quota.maxNamespaces, keys: scope.quota.maxKeysPerNamespace, bytes: scope.quota.maxBytes },
+      quota: scope.quota,
       schemas: verdict.mustBeActive,
       invalid: verdict.failure !== null,
       checks: cmd.checks,
       dryRun: cmd.dryRun,
       probe: extra.probe === true,
       seen: extra.seen,
-      bound: COUNTER_BOUND,
       ops: cmd.ops.map((op, index) => (op.kind === 'delete' ? op : { ...op, pinnedSchemaVersion: undefined, schemaVersion: verdict.versions[index] })),
+    });
+  }
+
+  /** ext_storage_write_v1's request (its fields: migrations 005, 008 and 009), with this process's settings. */
+  private functionRequest(r: {
+    operation: string;
+    actor: string;
+    requestId: string | null;
+    quota: Pick<QuotaSettings, 'maxNamespaces' | 'maxKeysPerNamespace' | 'maxBytes'>;
+    ops: unknown[];
+    sweep?: number;
+    schemas?: SchemaVerdict['mustBeActive'];
+    invalid?: boolean;
+    checks?: WriteCommand['checks'];
+    dryRun?: boolean;
+    probe?: boolean;
+    seen?: Record<string, unknown>;
+  }): string {
+    return JSON.stringify({
+      operation: r.operation,
+      actor: r.actor,
+      requestId: r.requestId,
+      sweep: r.sweep ?? this.settings.sweepBatch,
+      auditRetentionSeconds: this.settings.auditRetentionSeconds,
+      changesRetentionSeconds: this.settings.changesRetentionSeconds,
+      quota: { namespaces: r.quota.maxNamespaces, keys: r.quota.maxKeysPerNamespace, bytes: r.quota.maxBytes },
+      schemas: r.schemas ?? [],
+      invalid: r.invalid ?? false,
+      checks: r.checks ?? [],
+      dryRun: r.dryRun ?? false,
+      probe: r.probe ?? false,
+      seen: r.seen,
+      bound: COUNTER_BOUND,
+      ops: r.ops,
     });
   }
 
@@ -226,22 +257,11 @@ export class RecordWriter {
    */
   restoreRequest(caller: Caller, scope: InstallScope, ops: RestoreOp[], opts: { quota: boolean }): string {
     const unbounded = Number.MAX_SAFE_INTEGER;
-    return JSON.stringify({
+    return this.functionRequest({
       operation: 'import',
       actor: caller.principal.actor,
       requestId: caller.requestId,
-      sweep: this.settings.sweepBatch,
-      auditRetentionSeconds: this.settings.auditRetentionSeconds,
-      changesRetentionSeconds: this.settings.changesRetentionSeconds,
-      quota: opts.quota
-        ? { namespaces: scope.quota.maxNamespaces, keys: scope.quota.maxKeysPerNamespace, bytes: scope.quota.maxBytes }
-        : { namespaces: unbounded, keys: unbounded, bytes: unbounded },
-      schemas: [],
-      invalid: false,
-      checks: [],
-      dryRun: false,
-      probe: false,
-      bound: COUNTER_BOUND,
+      quota: opts.quota ? scope.quota : { maxNamespaces: unbounded, maxKeysPerNamespace: unbounded, maxBytes: unbounded },
       ops,
     });
   }
@@ -252,20 +272,12 @@ export class RecordWriter {
    * audit events and EXPIRE changes. Answers how many it removed.
    */
   async sweep(scope: { tenantId: string; installId: string }, batch: number): Promise<number> {
-    const request = JSON.stringify({
+    const request = this.functionRequest({
       operation: 'sweep',
       actor: 'system',
       requestId: null,
       sweep: batch,
-      auditRetentionSeconds: this.settings.auditRetentionSeconds,
-      changesRetentionSeconds: this.settings.changesRetentionSeconds,
-      quota: { namespaces: 0, keys: 0, bytes: 0 },
-      schemas: [],
-      invalid: false,
-      checks: [],
-      dryRun: false,
-      probe: false,
-      bound: COUNTER_BOUND,
+      quota: { maxNamespaces: 0, maxKeysPerNamespace: 0, maxBytes: 0 },
       ops: [],
     });
     const outcome = (await this.combiner.write(scope.tenantId, scope.installId, request)) as Outcome;
