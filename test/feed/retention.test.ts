@@ -5,6 +5,7 @@
  * install stays idle, and `after` omitted starts at the oldest retained change.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createStorageClient } from '../../client/index.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { extensionClient, sleep } from '../records/client.js';
 import { CHANGES, changesPage, drain, feedErrorOf, headOf, type ChangeNode, type Gql } from './client.js';
@@ -48,6 +49,10 @@ describe('retention', () => {
       expect(feedErrorOf(await c.gql(CHANGES, { after, namespace: 'b' })).code).toBe('CURSOR_EXPIRED');
       expect(feedErrorOf(await admin(CHANGES, { after, installId: c.install.id })).code).toBe('CURSOR_EXPIRED');
     }
+    // The typed client answers it as a value.
+    const client = createStorageClient({ url: t.url, token: c.token });
+    const expired = await client.changes({ after: start });
+    expect(expired.ok ? null : expired.error.code).toBe('CURSOR_EXPIRED');
     // Nothing after beforeLater was removed: it still works.
     expect(keys((await drain(c.gql, { after: beforeLater })).changes)).toEqual(['PUT b/later']);
     // Omitted: from the oldest retained change, no error.
