@@ -13,6 +13,8 @@
  */
 import {
   BulkPutRecordsDocument,
+  ChangesCursorDocument,
+  ChangesDocument,
   CommitDocument,
   DeleteRecordDocument,
   GetRecordDocument,
@@ -21,12 +23,15 @@ import {
   ListRecordsDocument,
   PutRecordDocument,
   type CommitOperation,
+  type StorageChangeFragment,
   type StorageErrorFieldsFragment,
   type StorageRecordFragment,
   type TypedDocumentString,
 } from './generated/graphql.js';
 
 export type StorageRecord = StorageRecordFragment;
+/** One change of the install's feed; `record` is the record as it is now (null once gone). */
+export type StorageChange = StorageChangeFragment;
 
 // ------------------------------------------------------------------ errors, as values
 
@@ -84,11 +89,12 @@ export interface RateLimitedError {
 
 /**
  * The request itself was refused or failed: no valid credential (UNAUTHENTICATED), no right
- * (FORBIDDEN), a malformed argument such as a foreign cursor (BAD_USER_INPUT), a server fault
+ * (FORBIDDEN), a malformed argument such as a foreign cursor (BAD_USER_INPUT), a change-feed
+ * cursor older than the retained changes (CURSOR_EXPIRED: resync from a snapshot), a server fault
  * (INTERNAL), or another GraphQL error (GRAPHQL_ERROR; `graphqlCode` has the server's code).
  */
 export interface RequestError {
-  code: 'UNAUTHENTICATED' | 'FORBIDDEN' | 'BAD_USER_INPUT' | 'INTERNAL' | 'GRAPHQL_ERROR';
+  code: 'UNAUTHENTICATED' | 'FORBIDDEN' | 'BAD_USER_INPUT' | 'CURSOR_EXPIRED' | 'INTERNAL' | 'GRAPHQL_ERROR';
   message: string;
   status: number | null;
   graphqlCode: string | null;
@@ -221,6 +227,24 @@ export interface ListPageOptions extends ListOptions {
 
 export type ListPage = Result<{ records: StorageRecord[]; nextCursor: string | null }>;
 
+export interface ChangesOptions {
+  /** Only changes of this namespace. */
+  namespace?: string;
+  /** Only keys starting with this; needs `namespace`. */
+  prefix?: string;
+  /** `cursor` of the previous page, a change's cursor, a commit's or `changesCursor()`; omitted: the oldest retained change. */
+  after?: string | null;
+  /** Changes per request, 1..1000 (server default 100). */
+  pageSize?: number;
+}
+
+/**
+ * One page of the change feed, oldest first. `cursor` is where to resume (pass it as `after`),
+ * even when a filtered page holds no change; `hasMore` says whether more changes exist now.
+ * Delivery is at least once: dedupe by `change.cursor`.
+ */
+export type ChangesPage = Result<{ changes: StorageChange[]; cursor: string; hasMore: boolean }>;
+
 export interface UpdateOptions {
   /** Tries before giving up with the last RevisionMismatch (default 5). */
   maxAttempts?: number;
@@ -291,6 +315,10 @@ export interface StorageClient {
   increment(namespace: string, key: string, by: number, options?: IncrementOptions): Promise<Result<{ record: StorageRecord }>>;
   /** Starts a commit: `client.commit().check(...).put(...).delete(...).increment(...).run()`. */
   commit(): CommitBuilder;
+  /** One page of the install's change feed; follow `cursor` for the next (CURSOR_EXPIRED: resync from a snapshot). */
+  changes(options?: ChangesOptions): Promise<ChangesPage>;
+  /** The head of the change feed now: `changes({ after })` from it returns only later changes (snapshot, then follow). */
+  changesCursor(): Promise<Result<{ cursor: string }>>;
 }
 
 // ------------------------------------------------------------------ transport
@@ -322,6 +350,7 @@ function fromGraphQLError(e: GraphQLErrorJson, status: number, retryAfterHeader:
     case 'UNAUTHENTICATED':
     case 'FORBIDDEN':
     case 'BAD_USER_INPUT':
+    case 'CURSOR_EXPIRED':
     case 'INTERNAL':
       return { code: graphqlCode, message, status, graphqlCode };
     default:
@@ -448,6 +477,27 @@ export function createStorageClient(options: StorageClientOptions, fetchImpl?: F
       if (!r.ok) return r;
       const { edges, pageInfo } = r.data.recordList;
       return { ok: true, records: edges.map((e) => e.node), nextCursor: pageInfo.hasNextPage ? pageInfo.endCursor : null };
+    },
+
+    async changes(opts = {}) {
+      const r = await request(ChangesDocument, {
+        namespace: opts.namespace,
+        prefix: opts.prefix,
+        after: opts.after ?? undefined,
+        first: opts.pageSize,
+        installId,
+      });
+      if (!r.ok) return r;
+      const { edges, pageInfo } = r.data.changes;
+      // endCursor is never null on a change page (the contract's PageInfo type is shared, hence nullable).
+      return { ok: true, changes: edges.map((e) => e.node), cursor: pageInfo.endCursor ?? opts.after ?? '', hasMore: pageInfo.hasNextPage };
+    },
+
+    async changesCursor() {
+      const r = await request(ChangesCursorDocument, { installId });
+      if (!r.ok) return r;
+      if (!r.data.install) return { ok: false, error: { code: 'FORBIDDEN', message: 'no install', status: null, graphqlCode: null } };
+      return { ok: true, cursor: r.data.install.changesCursor };
     },
 
     async *list(namespace, opts = {}) {

@@ -28,6 +28,15 @@ export type BulkPutRecordsInput = {
   namespace: string;
 };
 
+/** What a change did to its record. */
+export type ChangeOperation =
+  /** A live record was deleted. */
+  | 'DELETE'
+  /** An expired record was physically removed (actor "system"). */
+  | 'EXPIRE'
+  /** The record was created or replaced (put, bulk put, commit, increment or import). */
+  | 'PUT';
+
 /** A condition of a commit on one key, evaluated against the state the operations apply to. A check reads: it needs read capability. */
 export type CommitCheck = {
   /** The key to check. */
@@ -146,6 +155,8 @@ export type PutRecordInput = {
 
 /** Why a storage operation was refused: the `code` of a typed error in a result union, and the `extensions.code` of a GraphQL error. */
 export type StorageErrorCode =
+  /** A change-feed cursor older than the retention window (GraphQL error extension; Runner HTTP 410). Resync from a snapshot. */
+  | 'CURSOR_EXPIRED'
   /** The credential may not do this (GraphQL error extension; HTTP 403 where the whole request is refused). */
   | 'FORBIDDEN'
   /** An unexpected error, or storage temporarily unavailable (GraphQL error extension); the message carries no internals. Retry later. */
@@ -177,6 +188,26 @@ export type BulkPutRecordsMutation = { bulkPutRecords:
     | { __typename: 'RevisionMismatch', namespace: string, key: string, expectedRevision: number, currentRevision: number | null, code: StorageErrorCode, message: string }
     | { __typename: 'ValidationFailed', schemaVersion: number | null, code: StorageErrorCode, message: string, issues: Array<{ path: string, message: string, keyword: string }> }
    };
+
+export type ChangesQueryVariables = Exact<{
+  namespace?: string | null | undefined;
+  prefix?: string | null | undefined;
+  after?: string | null | undefined;
+  first?: number | null | undefined;
+  installId?: string | number | null | undefined;
+}>;
+
+
+export type ChangesQuery = { changes: { __typename: 'ChangeConnection', edges: Array<{ cursor: string, node: { __typename: 'Change', cursor: string, at: string, operation: ChangeOperation, namespace: string, key: string, revision: number, actor: string, record: { __typename: 'Record', id: string, installId: string, namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string } | null } }>, pageInfo: { hasNextPage: boolean, endCursor: string | null, hasPreviousPage: boolean, startCursor: string | null } } };
+
+export type ChangesCursorQueryVariables = Exact<{
+  installId?: string | number | null | undefined;
+}>;
+
+
+export type ChangesCursorQuery = { install: { __typename: 'Install', id: string, changesCursor: string } | null };
+
+export type StorageChangeFragment = { __typename: 'Change', cursor: string, at: string, operation: ChangeOperation, namespace: string, key: string, revision: number, actor: string, record: { __typename: 'Record', id: string, installId: string, namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string } | null };
 
 export type CommitMutationVariables = Exact<{
   input: CommitInput;
@@ -310,6 +341,34 @@ export const StorageRecordFragmentDoc = new TypedDocumentString(`
   updatedAt
 }
     `, {"fragmentName":"StorageRecord"}) as unknown as TypedDocumentString<StorageRecordFragment, unknown>;
+export const StorageChangeFragmentDoc = new TypedDocumentString(`
+    fragment StorageChange on Change {
+  __typename
+  cursor
+  at
+  operation
+  namespace
+  key
+  revision
+  actor
+  record {
+    ...StorageRecord
+  }
+}
+    fragment StorageRecord on Record {
+  __typename
+  id
+  installId
+  namespace
+  key
+  value
+  metadata
+  revision
+  schemaVersion
+  ttlExpiresAt
+  createdAt
+  updatedAt
+}`, {"fragmentName":"StorageChange"}) as unknown as TypedDocumentString<StorageChangeFragment, unknown>;
 export const StorageErrorFieldsFragmentDoc = new TypedDocumentString(`
     fragment StorageErrorFields on StorageError {
   __typename
@@ -402,6 +461,66 @@ fragment StorageErrorFields on StorageError {
     }
   }
 }`) as unknown as TypedDocumentString<BulkPutRecordsMutation, BulkPutRecordsMutationVariables>;
+export const ChangesDocument = new TypedDocumentString(`
+    query Changes($namespace: String, $prefix: String, $after: String, $first: Int, $installId: ID) {
+  changes(
+    namespace: $namespace
+    prefix: $prefix
+    after: $after
+    first: $first
+    installId: $installId
+  ) {
+    __typename
+    edges {
+      cursor
+      node {
+        ...StorageChange
+      }
+    }
+    pageInfo {
+      hasNextPage
+      endCursor
+      hasPreviousPage
+      startCursor
+    }
+  }
+}
+    fragment StorageChange on Change {
+  __typename
+  cursor
+  at
+  operation
+  namespace
+  key
+  revision
+  actor
+  record {
+    ...StorageRecord
+  }
+}
+fragment StorageRecord on Record {
+  __typename
+  id
+  installId
+  namespace
+  key
+  value
+  metadata
+  revision
+  schemaVersion
+  ttlExpiresAt
+  createdAt
+  updatedAt
+}`) as unknown as TypedDocumentString<ChangesQuery, ChangesQueryVariables>;
+export const ChangesCursorDocument = new TypedDocumentString(`
+    query ChangesCursor($installId: ID) {
+  install(id: $installId) {
+    __typename
+    id
+    changesCursor
+  }
+}
+    `) as unknown as TypedDocumentString<ChangesCursorQuery, ChangesCursorQueryVariables>;
 export const CommitDocument = new TypedDocumentString(`
     mutation Commit($input: CommitInput!) {
   commit(input: $input) {

@@ -5,6 +5,7 @@ import './types/errors.js';
 import './types/records.js';
 import './types/installs.js';
 import './types/query.js';
+import './types/changes.js';
 import './types/mutations.js';
 
 export const schema: GraphQLSchema = builder.toSchema({ sortSchema: false });
