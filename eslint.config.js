@@ -73,6 +73,8 @@ export function schemaLintConfig(schemaSdl) {
                 'Quota',
                 'StorageCapabilities',
                 'Usage',
+                // A feed entry, identified by its cursor (contract: no id).
+                'Change',
               ],
             },
           },

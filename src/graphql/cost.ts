@@ -255,6 +255,9 @@ export const FIELD_RULES: Readonly<Record<string, FieldRule>> = {
   'Mutation.incrementRecord': { reads: 1, records: () => 1 },
   'Mutation.upsertInstall': { reads: 1, into: (a) => ({ install: refOf(a.string('input', 'id')), usageLoaded: false }) },
   'Mutation.setNamespaceSchema': { reads: 1 },
+  // Priced per event: one page read, and the change's record (read with its page).
+  'Subscription.changes': { reads: 1 },
+  'Change.record': { reads: 1, records: () => 1 },
 };
 
 /**
@@ -298,6 +301,13 @@ export const FREE_FIELDS: ReadonlySet<string> = new Set([
   'CommitConflict.*',
   'CheckConflict.*',
   'SetNamespaceSchemaSuccess.*',
+  'Change.cursor',
+  'Change.at',
+  'Change.operation',
+  'Change.namespace',
+  'Change.key',
+  'Change.revision',
+  'Change.actor',
 ]);
 
 /** An unlisted field: one read, so a field added without a price errs on the safe side. */

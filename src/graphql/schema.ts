@@ -6,6 +6,8 @@ import './types/records.js';
 import './types/installs.js';
 import './types/query.js';
 import './types/mutations.js';
+import './types/change-object.js';
+import './types/subscription.js';
 
 export const schema: GraphQLSchema = builder.toSchema({ sortSchema: false });
 
