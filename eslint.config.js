@@ -52,7 +52,8 @@ export function schemaLintConfig(schemaSdl) {
         ],
         // Narrowed: objects with an identity have an `id: ID!`; connections, edges, success
         // payloads, typed errors and the values listed are parts of an answer, with no identity of
-        // their own (the contract, contract/schema.graphql, gives them no id).
+        // their own (the contract, contract/schema.graphql, gives them no id). A Change is named by
+        // its feed position, `cursor`, and the contract gives it no id either.
         '@graphql-eslint/strict-id-in-types': [
           'error',
           {
@@ -62,6 +63,7 @@ export function schemaLintConfig(schemaSdl) {
               suffixes: ['Connection', 'Edge', 'Success'],
               types: [
                 'PageInfo',
+                'Change',
                 'CheckConflict',
                 'CommitConflict',
                 'LimitExceeded',
@@ -73,8 +75,6 @@ export function schemaLintConfig(schemaSdl) {
                 'Quota',
                 'StorageCapabilities',
                 'Usage',
-                // A feed entry, identified by its cursor (contract: no id).
-                'Change',
               ],
             },
           },

@@ -206,6 +206,10 @@ const pageOf = (a: Args, env: PriceEnv) => clamp(a.int('first') ?? env.limits.de
 
 const record: FieldRule = { reads: 1, records: () => 1 };
 const records: FieldRule = { reads: 1, records: (a, env) => keyCount(a, env), fanOut: (a, _s, env) => keyCount(a, env) };
+/** A change-feed page: `first` (default 100), at most 1,000 (beyond it the field is refused). */
+const CHANGES_DEFAULT_PAGE = 100;
+const CHANGES_MAX_PAGE = 1000;
+const changesPageOf = (a: Args) => clamp(a.int('first') ?? CHANGES_DEFAULT_PAGE, CHANGES_MAX_PAGE);
 const recordList: FieldRule = { reads: 1, records: pageOf, into: (a, _s, env) => ({ page: pageOf(a, env) }) };
 const edges: FieldRule = { reads: 0, fanOut: (_a, s) => s.page };
 const namespaceUsage: FieldRule = { reads: (_a, s) => (s.usageLoaded ? 0 : 1), shares: 'usage' };
@@ -217,6 +221,14 @@ export const FIELD_RULES: Readonly<Record<string, FieldRule>> = {
   'Query.record': record,
   'Query.records': records,
   'Query.recordList': recordList,
+  // A page (two scans when `after` is omitted and retention removed the oldest changes), and the
+  // records its changes may return (Change.record), priced like recordList by `first`.
+  'Query.changes': { reads: 2, records: changesPageOf, into: (a) => ({ page: changesPageOf(a) }) },
+  // One record read per change, batched by the request's DataLoader per namespace: its records are
+  // priced by Query.changes above; its statements (one per namespace of the page) count against the
+  // statement limit as they run (src/graphql/work.ts).
+  'Change.record': { reads: 0 },
+  'Install.changesCursor': { reads: 1 },
   // One install lookup and at most one record read (a record id); an Install below is the one its id names.
   'Query.node': { reads: 1, records: () => 1, into: (a) => ({ install: refOf(nodeInstallId(a.string('id'))), usageLoaded: false }) },
   // A count, priced like the page it belongs to (once per connection, not per edge).
@@ -224,6 +236,7 @@ export const FIELD_RULES: Readonly<Record<string, FieldRule>> = {
   'InstallConnection.edges': edges,
   'RecordConnection.edges': edges,
   'AuditEventConnection.edges': edges,
+  'ChangeConnection.edges': edges,
   'Install.namespaces': { reads: 1, fanOut: (_a, s, env) => env.namespaceBound(s.install), into: () => ({ usageLoaded: true }) },
   'Install.namespace': { reads: 0, into: () => ({ usageLoaded: false }) },
   'Install.usage': { reads: 1 },
@@ -255,9 +268,8 @@ export const FIELD_RULES: Readonly<Record<string, FieldRule>> = {
   'Mutation.incrementRecord': { reads: 1, records: () => 1 },
   'Mutation.upsertInstall': { reads: 1, into: (a) => ({ install: refOf(a.string('input', 'id')), usageLoaded: false }) },
   'Mutation.setNamespaceSchema': { reads: 1 },
-  // Priced per event: one page read, and the change's record (read with its page).
-  'Subscription.changes': { reads: 1 },
-  'Change.record': { reads: 1, records: () => 1 },
+  // Priced per event: one page read, the changes' records read with it (src/graphql/types/subscription.ts).
+  'Subscription.changes': { reads: 1, records: () => 1 },
 };
 
 /**
@@ -278,6 +290,9 @@ export const FREE_FIELDS: ReadonlySet<string> = new Set([
   'InstallConnection.pageInfo',
   'RecordConnection.pageInfo',
   'AuditEventConnection.pageInfo',
+  'ChangeConnection.pageInfo',
+  'Change.*',
+  'ChangeEdge.*',
   'Record.*',
   'RecordEdge.*',
   'InstallEdge.*',
@@ -301,13 +316,6 @@ export const FREE_FIELDS: ReadonlySet<string> = new Set([
   'CommitConflict.*',
   'CheckConflict.*',
   'SetNamespaceSchemaSuccess.*',
-  'Change.cursor',
-  'Change.at',
-  'Change.operation',
-  'Change.namespace',
-  'Change.key',
-  'Change.revision',
-  'Change.actor',
 ]);
 
 /** An unlisted field: one read, so a field added without a price errs on the safe side. */

@@ -5,8 +5,8 @@ import './types/errors.js';
 import './types/records.js';
 import './types/installs.js';
 import './types/query.js';
+import './types/changes.js';
 import './types/mutations.js';
-import './types/change-object.js';
 import './types/subscription.js';
 
 export const schema: GraphQLSchema = builder.toSchema({ sortSchema: false });

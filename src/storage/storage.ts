@@ -309,6 +309,8 @@ export class Storage {
       if (namespace !== null) this.checkListing(namespace, prefix);
       const first = checkPageSize(opts.first ?? CHANGES_DEFAULT_PAGE, { maxPageSize: CHANGES_MAX_PAGE, defaultPageSize: CHANGES_DEFAULT_PAGE });
       const after = opts.after ? decodeCursor<number>(opts.after, 'c', scope.installId, 'number') : null;
+      // Positions start at 0 (the head of an empty feed): a negative one was never given out.
+      if (after !== null && after < 0) throw new BadInputError('malformed or foreign cursor');
       const allowed = caller.principal.kind === 'admin' ? null : scope.install.namespaces;
       const scan = await scanChanges(this.db, scope, after ?? 0, first, this.settings.limits.changesScanWindow, { namespace, prefix: prefix || null, namespaces: allowed });
       if (after !== null && after > scan.head) throw new BadInputError('malformed or foreign cursor');

@@ -15,7 +15,7 @@ import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { selectsChild } from '../selection.js';
 import { RequestWork } from '../work.js';
-import { ChangeRef, type ChangeShape } from './change-object.js';
+import { ChangeRef, type ChangeShape } from './changes.js';
 
 builder.subscriptionType({
   description: 'Live feeds over GraphQL-over-SSE (POST with `Accept: text/event-stream`), with the same credentials as queries.',
@@ -75,7 +75,7 @@ async function subscribeChanges(ctx: GraphQLContext, args: ChangesArgs, info: Gr
       for await (const page of pages) {
         const records = withRecords ? await recordsOf(ctx, scope, page) : null;
         for (const change of page) {
-          const shaped: ChangeShape = { ...change, scope };
+          const shaped: ChangeShape = { change, scope };
           if (records) shaped.record = records.get(`${change.namespace}\u0000${change.key}`) ?? null;
           yield shaped;
         }
