@@ -8,6 +8,7 @@ import vm from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/db/database.js';
+import { exampleOperations, graphiqlOptions } from '../../src/http/graphiql.js';
 import { createApp } from '../../src/http/server.js';
 import { createLogger } from '../../src/logger.js';
 import { extensionClient, sleep } from '../records/client.js';
@@ -186,6 +187,25 @@ describe('Subscription.changes over SSE', () => {
       storage.changes = original;
     }
   }, 120_000);
+});
+
+describe('GraphiQL', () => {
+  it('the watch tab subscribes over SSE as GraphiQL sends it, and receives a live change', async () => {
+    const install = await t.createInstall();
+    const op = exampleOperations(install.id).find((o) => o.name === 'watch')!;
+    expect(graphiqlOptions().subscriptionsProtocol).toBe('SSE');
+    const admin = await t.adminToken();
+    const sub = await subscribe(t.url, op.query, JSON.parse(op.variables), admin);
+    try {
+      expect(sub.contentType).toMatch(/^text\/event-stream/);
+      await sleep(100);
+      await t.app.storage.putRecord(t.adminCaller(), { installId: install.id, namespace: 'notes', key: 'hello', value: 'world' });
+      const [e] = await sub.take(1);
+      expect(e.data.changes).toMatchObject({ operation: 'PUT', namespace: 'notes', key: 'hello', record: { value: 'world' } });
+    } finally {
+      sub.close();
+    }
+  });
 });
 
 describe.runIf(backend === 'postgres')('across gateway instances on one database', () => {
