@@ -84,11 +84,12 @@ export interface RateLimitedError {
 
 /**
  * The request itself was refused or failed: no valid credential (UNAUTHENTICATED), no right
- * (FORBIDDEN), a malformed argument such as a foreign cursor (BAD_USER_INPUT), a server fault
+ * (FORBIDDEN), a malformed argument such as a foreign cursor (BAD_USER_INPUT), a change-feed
+ * cursor older than the feed's retention (CURSOR_EXPIRED: resync from a snapshot), a server fault
  * (INTERNAL), or another GraphQL error (GRAPHQL_ERROR; `graphqlCode` has the server's code).
  */
 export interface RequestError {
-  code: 'UNAUTHENTICATED' | 'FORBIDDEN' | 'BAD_USER_INPUT' | 'INTERNAL' | 'GRAPHQL_ERROR';
+  code: 'UNAUTHENTICATED' | 'FORBIDDEN' | 'BAD_USER_INPUT' | 'CURSOR_EXPIRED' | 'INTERNAL' | 'GRAPHQL_ERROR';
   message: string;
   status: number | null;
   graphqlCode: string | null;
@@ -300,6 +301,8 @@ export interface StorageClient {
    * throwing a WatchError. `break` (or `signal`) ends it cleanly.
    */
   watch(options?: WatchOptions): AsyncIterableIterator<WatchedChange>;
+  /** The feed's head now (Install.changesCursor): snapshot with list(), then watch({ after: it }). */
+  changesCursor(): Promise<Result<{ cursor: string }>>;
 }
 
 export interface WatchOptions {
@@ -400,6 +403,7 @@ function fromGraphQLError(e: GraphQLErrorJson, status: number, retryAfterHeader:
     case 'UNAUTHENTICATED':
     case 'FORBIDDEN':
     case 'BAD_USER_INPUT':
+    case 'CURSOR_EXPIRED':
     case 'INTERNAL':
       return { code: graphqlCode, message, status, graphqlCode };
     default:
@@ -573,6 +577,11 @@ export function createStorageClient(options: StorageClientOptions, fetchImpl?: F
 
   const client: StorageClient = {
     watch,
+    async changesCursor() {
+      const r = await request({ toString: () => HEAD_DOCUMENT } as unknown as TypedDocumentString<{ install: { changesCursor: string } | null }, { installId?: string }>, { installId });
+      if (!r.ok) return r;
+      return r.data.install ? { ok: true, cursor: r.data.install.changesCursor } : fail({ code: 'BAD_RESPONSE', message: 'no install in the answer', status: null });
+    },
 
     async get(namespace, key) {
       const r = await request(GetRecordDocument, { namespace, key, installId });
