@@ -146,6 +146,8 @@ export type PutRecordInput = {
 
 /** Why a storage operation was refused: the `code` of a typed error in a result union, and the `extensions.code` of a GraphQL error. */
 export type StorageErrorCode =
+  /** A change-feed cursor older than the retention window (GraphQL error extension; Runner HTTP 410). Resync from a snapshot. */
+  | 'CURSOR_EXPIRED'
   /** The credential may not do this (GraphQL error extension; HTTP 403 where the whole request is refused). */
   | 'FORBIDDEN'
   /** An unexpected error, or storage temporarily unavailable (GraphQL error extension); the message carries no internals. Retry later. */
