@@ -319,6 +319,82 @@ export interface StorageClient {
   changes(options?: ChangesOptions): Promise<ChangesPage>;
   /** The head of the change feed now: `changes({ after })` from it returns only later changes (snapshot, then follow). */
   changesCursor(): Promise<Result<{ cursor: string }>>;
+  /**
+   * The install's change feed as it happens (Subscription.changes over SSE): the changes after
+   * `after` (omitted: from now on), then live ones, each with its record as it is now. After a
+   * network failure or a server going away it reconnects with backoff from the last cursor it
+   * delivered, so nothing is missed (a change may come twice: same cursor). A refusal
+   * (FORBIDDEN, CURSOR_EXPIRED: resync from a snapshot, BAD_USER_INPUT) ends the iteration by
+   * throwing a WatchError. `break` (or `signal`) ends it cleanly.
+   */
+  watch(options?: WatchOptions): AsyncIterableIterator<WatchedChange>;
+}
+
+export interface WatchOptions {
+  namespace?: string;
+  /** Only keys starting with this (needs `namespace`). */
+  prefix?: string;
+  /** Resume after this cursor (a change's, or Install.changesCursor). */
+  after?: string;
+  signal?: AbortSignal;
+  /** Reconnect backoff bounds (ms); defaults 250 and 10,000. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export interface WatchedChange {
+  cursor: string;
+  at: string;
+  operation: 'PUT' | 'DELETE' | 'EXPIRE';
+  namespace: string;
+  key: string;
+  revision: number;
+  actor: string;
+  /** The record as it is now; null when it no longer exists. */
+  record: StorageRecord | null;
+}
+
+/** Thrown by watch()'s iterator when the gateway refuses the subscription. */
+export class WatchError extends Error {
+  constructor(readonly error: StorageClientError) {
+    super(error.message);
+    this.name = 'WatchError';
+  }
+}
+
+const WATCH_DOCUMENT = `subscription WatchChanges($namespace: String, $prefix: String, $after: String, $installId: ID) {
+  changes(namespace: $namespace, prefix: $prefix, after: $after, installId: $installId) {
+    cursor at operation namespace key revision actor
+    record { __typename id installId namespace key value metadata revision schemaVersion ttlExpiresAt createdAt updatedAt }
+  }
+}`;
+
+/** Server-sent events of one response body, parsed as they arrive. */
+async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<{ event: string; data: string }> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, '\n');
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let event = 'message';
+        const data: string[] = [];
+        for (const line of block.split('\n')) {
+          if (line.startsWith('event:')) event = line.slice(6).trim();
+          else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+        }
+        if (data.length > 0 || event !== 'message') yield { event, data: data.join('\n') };
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => undefined);
+  }
 }
 
 // ------------------------------------------------------------------ transport
@@ -461,7 +537,70 @@ export function createStorageClient(options: StorageClientOptions, fetchImpl?: F
     return { ok: true, data: answer.data };
   }
 
+  /** watch(): reconnects from its last cursor until the consumer stops or the gateway refuses. */
+  async function* watch(opts: WatchOptions = {}): AsyncGenerator<WatchedChange, void, undefined> {
+    const minBackoff = opts.minBackoffMs ?? 250;
+    const maxBackoff = opts.maxBackoffMs ?? 10_000;
+    let backoff = minBackoff;
+    let cursor = opts.after ?? null;
+    if (cursor === null) {
+      // From now on, even across a reconnect before the first change: start from the feed's head.
+      const head = await request(ChangesCursorDocument, { installId });
+      if (head.ok && head.data.install) cursor = head.data.install.changesCursor;
+      else if (!head.ok && (head.error.code === 'FORBIDDEN' || head.error.code === 'UNAUTHENTICATED')) throw new WatchError(head.error);
+      // Otherwise (a gateway without changesCursor, a network failure) the first subscription starts from now.
+    }
+    while (!opts.signal?.aborted) {
+      const abort = new AbortController();
+      const onAbort = () => abort.abort();
+      opts.signal?.addEventListener('abort', onAbort);
+      try {
+        const h = await headers();
+        h.accept = 'text/event-stream';
+        const body = JSON.stringify({
+          query: WATCH_DOCUMENT,
+          variables: { namespace: opts.namespace, prefix: opts.prefix, after: cursor ?? undefined, installId },
+        });
+        const response = await globalThis.fetch(endpoint, { method: 'POST', headers: h, body, signal: abort.signal });
+        if (!response.ok || !response.body || !(response.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
+          let answer = null as { errors?: GraphQLErrorJson[] } | null;
+          try {
+            answer = (await response.json()) as { errors?: GraphQLErrorJson[] } | null;
+          } catch {
+            // not JSON: a proxy's page, retried below
+          }
+          const first = answer?.errors?.[0];
+          // 429 and 503 are worth waiting for; other refusals are final.
+          if (first && response.status !== 429 && response.status !== 503) throw new WatchError(fromGraphQLError(first, response.status, response.headers.get('retry-after')));
+          throw new Error(`HTTP ${response.status}`);
+        }
+        for await (const e of sseEvents(response.body)) {
+          if (e.event === 'complete') break;
+          if (e.event !== 'next') continue;
+          const payload = JSON.parse(e.data) as { data?: { changes?: WatchedChange } | null; errors?: GraphQLErrorJson[] };
+          if (payload.errors?.[0]) throw new WatchError(fromGraphQLError(payload.errors[0], response.status, null));
+          const change = payload.data?.changes;
+          if (!change) continue;
+          backoff = minBackoff;
+          cursor = change.cursor;
+          yield change;
+        }
+      } catch (error) {
+        if (error instanceof WatchError) throw error;
+        // A network failure or a cut stream: reconnect below from the last cursor.
+      } finally {
+        opts.signal?.removeEventListener('abort', onAbort);
+        abort.abort();
+      }
+      if (opts.signal?.aborted) return;
+      await sleep(backoff);
+      backoff = Math.min(maxBackoff, backoff * 2);
+    }
+  }
+
   const client: StorageClient = {
+    watch,
+
     async get(namespace, key) {
       const r = await request(GetRecordDocument, { namespace, key, installId });
       return r.ok ? { ok: true, record: r.data.record } : r;

@@ -18,6 +18,8 @@ export interface DatabaseHandle {
   poolStats(): { total: number; idle: number; waiting: number };
   ping(): Promise<void>;
   close(): Promise<void>;
+  /** PostgreSQL: where a dedicated connection (the change feed's LISTEN, src/storage/feed-notifier.ts) connects. */
+  connectionString?: string;
 }
 
 export type QueryObserver = (event: LogEvent) => void;
@@ -85,6 +87,7 @@ export async function openDatabase(
     return {
       db,
       kind: 'postgres',
+      connectionString: config.databaseUrl,
       poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
       ping: () => ping(db),
       close: () => db.destroy(),

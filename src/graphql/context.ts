@@ -1,5 +1,6 @@
 import DataLoader from 'dataloader';
 import type { Config } from '../config.js';
+import type { FeedNotifier } from '../storage/feed-notifier.js';
 import type { InstallScope } from '../storage/installs.js';
 import type { Caller } from '../storage/principal.js';
 import type { StoredRecord } from '../storage/records.js';
@@ -16,9 +17,16 @@ export interface GraphQLContext {
   work: RequestWork;
   /** One DataLoader per install and namespace: every record read of a request is batched through it. */
   recordLoader(scope: InstallScope, namespace: string): DataLoader<string, StoredRecord | null>;
+  /** Subscriptions: wake-ups of the change feed, and the server's shutdown (ends every stream). */
+  feed?: FeedContext;
 }
 
-export function createGraphQLContext(caller: Caller, storage: Storage, config: Config, requestBytes: number): GraphQLContext {
+export interface FeedContext {
+  notifier: FeedNotifier;
+  shutdown: AbortSignal;
+}
+
+export function createGraphQLContext(caller: Caller, storage: Storage, config: Config, requestBytes: number, feed?: FeedContext): GraphQLContext {
   const loaders = new Map<string, DataLoader<string, StoredRecord | null>>();
   caller.installs ??= new Map();
   const work = new RequestWork({ maxResponseBytes: config.cost.maxResponseBytes, maxStatements: config.cost.maxStatements });
@@ -28,6 +36,7 @@ export function createGraphQLContext(caller: Caller, storage: Storage, config: C
     config,
     requestBytes,
     work,
+    feed,
     recordLoader(scope, namespace) {
       const id = `${scope.installId}/${namespace}`;
       let loader = loaders.get(id);

@@ -157,6 +157,27 @@ export function useCostLimits(opts: CostPluginOptions): Plugin {
   }
 
   return {
+    /**
+     * A subscription is priced and charged once, when it starts, as one event (a page read and a
+     * change's record); its events are paced by the feed (src/storage/follow.ts).
+     */
+    async onSubscribe({ args, setResultAndStopExecution }) {
+      const ctx = args.contextValue as unknown as GraphQLContext;
+      const price = await priceOf(args, ctx);
+      const over = overLimit(price, config.cost);
+      if (over) {
+        setResultAndStopExecution({ errors: [queryTooCostly(over.limit, over.cost, over.max)] });
+        return;
+      }
+      const p = ctx.caller.principal;
+      if (p.kind !== 'admin') {
+        const wait = limiter.take(p.installId, rateUnits(price), ADMISSION_UNITS);
+        if (wait > 0) {
+          opts.onRateLimited?.();
+          setResultAndStopExecution({ errors: [rateLimitedError(new RateLimitedError(wait))] });
+        }
+      }
+    },
     async onExecute({ args, setResultAndStopExecution }) {
       const ctx = args.contextValue as unknown as GraphQLContext;
       const price = await priceOf(args, ctx);

@@ -269,6 +269,8 @@ export const FIELD_RULES: Readonly<Record<string, FieldRule>> = {
   'Mutation.incrementRecord': { reads: 1, records: () => 1 },
   'Mutation.upsertInstall': { reads: 1, into: (a) => ({ install: refOf(a.string('input', 'id')), usageLoaded: false }) },
   'Mutation.setNamespaceSchema': { reads: 1 },
+  // Priced per event: one page read, the changes' records read with it (src/graphql/types/subscription.ts).
+  'Subscription.changes': { reads: 1, records: () => 1 },
 };
 
 /**

@@ -7,6 +7,7 @@ import './types/installs.js';
 import './types/query.js';
 import './types/changes.js';
 import './types/mutations.js';
+import './types/subscription.js';
 
 export const schema: GraphQLSchema = builder.toSchema({ sortSchema: false });
 

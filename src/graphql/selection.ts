@@ -39,3 +39,9 @@ export function selectsRecordData(info: Pick<GraphQLResolveInfo, 'fieldNodes' | 
   const nodes = fieldsNamed(fieldsNamed(own, 'edges', info.fragments), 'node', info.fragments);
   return fieldsNamed(nodes, 'value', info.fragments).length > 0 || fieldsNamed(nodes, 'metadata', info.fragments).length > 0;
 }
+
+/** Whether a field selects the child field `name` (under any alias or fragment): a subscription's Change.record, read with its page. */
+export function selectsChild(info: Pick<GraphQLResolveInfo, 'fieldNodes' | 'fragments'>, name: string): boolean {
+  const own = info.fieldNodes.flatMap((n) => (n.selectionSet ? [n.selectionSet] : []));
+  return fieldsNamed(own, name, info.fragments).length > 0;
+}

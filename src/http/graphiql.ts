@@ -90,6 +90,18 @@ query Usage($installId: ID!) {
       variables: vars({ installId }),
     },
     {
+      name: 'watch',
+      query: `# Follow the install's changes live (Server-Sent Events): put a record in another tab and
+# watch it arrive. Pass a cursor as "after" to first replay what came after it.
+subscription Watch($installId: ID, $after: String) {
+  changes(installId: $installId, after: $after) {
+    cursor at operation namespace key revision actor
+    record { value }
+  }
+}`,
+      variables: vars({ installId, after: null }),
+    },
+    {
       name: 'schema',
       query: `# Set a JSON Schema (draft 2020-12) for a namespace; writes are validated against it.
 mutation SetSchema($installId: ID!) {
@@ -124,6 +136,9 @@ export function graphiqlOptions(demo?: GraphiQLDemo): GatewayGraphiQLOptions {
     // variables stayed empty and its query failed ("$installId was not provided").
     variables: tabs[0]!.variables,
     shouldPersistHeaders: false,
+    // Subscriptions as GraphQL over SSE (POST, Accept: text/event-stream), the gateway's only
+    // streaming protocol; the page bundles the client for it (no CDN).
+    subscriptionsProtocol: 'SSE',
   };
 }
 

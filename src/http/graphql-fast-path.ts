@@ -18,6 +18,8 @@ export interface GraphQLAnswer {
   status: number;
   headers: Array<[string, string]>;
   body: string | Buffer;
+  /** A streamed answer (text/event-stream, multipart/mixed): written as it comes, `body` is empty. */
+  stream?: ReadableStream<Uint8Array>;
 }
 
 /** A fetch Response, as Yoga's result processors make it (the ponyfill keeps a string body as is). */
@@ -26,12 +28,20 @@ export interface YogaResponse {
   headers: { forEach(fn: (value: string, key: string) => void): void };
   arrayBuffer(): Promise<ArrayBuffer>;
   bodyInit?: unknown;
+  body?: ReadableStream<Uint8Array> | null;
 }
+
+const STREAMED = /^(text\/event-stream|multipart\/mixed)/i;
 
 /** Reads an answer out of a Yoga Response: both paths use this, so their headers and bodies match. */
 export async function answerOf(response: YogaResponse): Promise<GraphQLAnswer> {
   const headers: Array<[string, string]> = [];
-  response.headers.forEach((value, key) => headers.push([key, value]));
+  let streamed = false;
+  response.headers.forEach((value, key) => {
+    headers.push([key, value]);
+    if (key.toLowerCase() === 'content-type' && STREAMED.test(value)) streamed = true;
+  });
+  if (streamed && response.body) return { status: response.status, headers, body: '', stream: response.body };
   // The ponyfill Response keeps the JSON text it was given: no stream, no copy.
   const body = typeof response.bodyInit === 'string' ? response.bodyInit : Buffer.from(await response.arrayBuffer());
   return { status: response.status, headers, body };

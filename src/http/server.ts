@@ -20,6 +20,8 @@ import type { Logger } from '../logger.js';
 import { mapDatabaseError, RateLimitedError, StorageError, UnavailableError } from '../storage/errors.js';
 import type { Caller, Principal } from '../storage/principal.js';
 import { Storage } from '../storage/storage.js';
+import { createLocalFeedNotifier, createPgFeedNotifier, FEED_CHANNEL, type FeedNotifier } from '../storage/feed-notifier.js';
+import { sql } from 'kysely';
 import { tracing as startedTracing } from '../tracing/index.js';
 import { BodyTooLargeError, isJsonMediaType, isUtf8Body, jsonNestingExceeds, MAX_REQUEST_JSON_DEPTH, readBody, refuseOverDeepDocuments } from './body.js';
 import { createGraphiQLPage, graphiqlOptions, isGraphiQLPageRequest, type GraphiQLDemo } from './graphiql.js';
@@ -37,6 +39,8 @@ export interface App {
   storage: Storage;
   metrics: Metrics;
   authenticator: Authenticator;
+  /** Change-feed wake-ups (NOTIFY/LISTEN on PostgreSQL): Subscription.changes follows them. */
+  feedNotifier: FeedNotifier;
   listen(port?: number, host?: string): Promise<string>;
   url(): string;
   /** Stops accepting, lets in-flight requests finish (bounded), then closes the database. */
@@ -129,7 +133,21 @@ export function createApp(opts: AppOptions): App {
   const metrics = createMetrics(database.poolStats, { installLabels: config.metricsInstallLabels });
   // Read once: undefined unless OTEL_EXPORTER_OTLP_ENDPOINT is set (src/tracing).
   const tracing = startedTracing();
-  const storage = new Storage(database.db, config, metrics.storageHooks);
+  // One LISTEN connection per gateway on PostgreSQL; PGlite is one process.
+  const feedNotifier =
+    database.kind === 'postgres' && database.connectionString
+      ? createPgFeedNotifier({
+          connectionString: database.connectionString,
+          send: async (payloads) => {
+            await sql`SELECT pg_notify(${FEED_CHANNEL}, p) FROM unnest(${payloads}::text[]) AS p`.execute(database.db);
+          },
+          log: logger,
+        })
+      : createLocalFeedNotifier();
+  // Aborted when the server closes: every subscription stream ends cleanly (`complete`).
+  const shutdown = new AbortController();
+  const feed = { notifier: feedNotifier, shutdown: shutdown.signal };
+  const storage = new Storage(database.db, config, { ...metrics.storageHooks, onChanged: (tenantId, installId) => feedNotifier.notify(tenantId, installId) });
   const authenticator = createAuthenticator({
     jwtSecret: opts.jwtSecret,
     runnerTokens: config.runnerTokens,
@@ -181,7 +199,7 @@ export function createApp(opts: AppOptions): App {
     // reflect any Origin with allow-credentials.
     cors: false,
     logging: false,
-    context: ({ caller, requestBytes }) => createGraphQLContext(caller, storage, config, requestBytes),
+    context: ({ caller, requestBytes }) => createGraphQLContext(caller, storage, config, requestBytes, feed),
     graphiql: false,
     maskedErrors: {
       maskError: (error) => maskError(error, (e) => logger.error({ err: errorForLog(e) }, 'unexpected error in a resolver')),
@@ -228,8 +246,8 @@ export function createApp(opts: AppOptions): App {
    * ADMISSION_UNITS (its price pays the rest once known: charge) and, beyond the install's bound on
    * requests in flight, waits its turn; the slot is held until the response is finished or abandoned.
    */
-  async function admit(principal: Principal, res: ServerResponse): Promise<void> {
-    if (principal.kind === 'admin') return;
+  async function admit(principal: Principal, res: ServerResponse): Promise<(() => void) | undefined> {
+    if (principal.kind === 'admin') return undefined;
     const wait = limiter.take(principal.installId, ADMISSION_UNITS);
     if (wait > 0) {
       metrics.rateLimited.inc();
@@ -238,6 +256,7 @@ export function createApp(opts: AppOptions): App {
     try {
       const release = await inflight.acquire(principal.installId, (cancel) => res.once('close', cancel));
       res.once('finish', release).once('close', release);
+      return release;
     } catch (error) {
       if (error instanceof RateLimitedError) metrics.rateLimited.inc();
       throw error;
@@ -280,11 +299,12 @@ export function createApp(opts: AppOptions): App {
     const early = (headers: Record<string, string>) => (hasLargeBody(req) ? { ...headers, connection: 'close' } : headers);
     // Credentials before anything of the body is read (contract, "Bodies").
     let caller: Caller;
+    let releaseSlot: (() => void) | undefined;
     try {
       const principal = await authenticate(req);
       log.principal = principal.kind;
       if (principal.kind !== 'admin') log.installId = principal.installId;
-      await admit(principal, res);
+      releaseSlot = await admit(principal, res);
       caller = { principal, requestId, installs: new Map() };
     } catch (error) {
       const mapped = mapDatabaseError(error);
@@ -343,6 +363,12 @@ export function createApp(opts: AppOptions): App {
       // Hop-by-hop headers are this server's to decide: Yoga's SSE answer says "Connection: keep-alive",
       // which kept the socket open after a client asked to close it.
       if (!HOP_BY_HOP.has(k.toLowerCase())) outHeaders[k] = v;
+    }
+    if (answer.stream) {
+      // A stream (a subscription over SSE) lives long: it no longer counts as a request in flight.
+      releaseSlot?.();
+      await sendStream(res, answer.status, outHeaders, answer.stream);
+      return;
     }
     outHeaders['content-length'] = String(typeof answer.body === 'string' ? Buffer.byteLength(answer.body) : answer.body.length);
     res.writeHead(answer.status, outHeaders);
@@ -502,9 +528,12 @@ export function createApp(opts: AppOptions): App {
       const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
       return `http://${host}:${a.port}`;
     },
+    feedNotifier,
     async close(graceMs = 10_000) {
       const deadline = performance.now() + graceMs;
       closing = true;
+      // Subscription streams end now (`complete`), so the server can close within the grace period.
+      shutdown.abort();
       // Kept-alive connections would keep the server open (and take new requests) until the grace
       // period ends: every response still to be sent closes its connection.
       for (const res of inFlight) if (!res.headersSent) res.setHeader('connection', 'close');
@@ -526,6 +555,46 @@ export function createApp(opts: AppOptions): App {
         database.close(),
         new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(1000, deadline - performance.now())))),
       ]).finally(() => clearTimeout(timer));
+      await feedNotifier.close();
     },
   };
+}
+
+/**
+ * Writes a streamed answer (GraphQL over SSE) as it comes, at the pace the client reads it: the
+ * next chunk is pulled only once the socket has taken the last (so a slow subscriber holds at most
+ * a page on the server), and a client that goes away cancels the stream (ending its subscription).
+ */
+async function sendStream(res: ServerResponse, status: number, headers: Record<string, string>, stream: ReadableStream<Uint8Array>): Promise<void> {
+  res.writeHead(status, headers);
+  res.flushHeaders();
+  const reader = stream.getReader();
+  let gone = false;
+  const onClose = () => {
+    gone = true;
+    reader.cancel().catch(() => undefined);
+  };
+  res.once('close', onClose);
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done || gone) break;
+      if (!res.write(value)) {
+        await new Promise<void>((resolve) => {
+          const go = () => {
+            res.off('drain', go);
+            res.off('close', go);
+            resolve();
+          };
+          res.once('drain', go).once('close', go);
+        });
+      }
+    }
+  } catch {
+    // The stream failed or was cancelled: the answer ends here.
+  } finally {
+    res.off('close', onClose);
+    if (!gone) reader.cancel().catch(() => undefined);
+    if (!res.writableEnded) res.end();
+  }
 }

@@ -33,6 +33,8 @@ export interface StorageHooks {
   onTtlDeleted?(count: number): void;
   /** A write pushed an install past `threshold` (0.8 or 0.95) of a quota. */
   onQuotaPressure?(quota: QuotaName, threshold: number): void;
+  /** A write committed changes of this install (every door: called once, here, after a non-dry-run write). */
+  onChanged?(tenantId: string, installId: string): void;
 }
 
 export type WriteResult = Array<StoredRecord | { deleted: boolean }>;
@@ -138,7 +140,18 @@ export class RecordWriter {
         if (attempt < MAX_ATTEMPTS && RETRYABLE_SQLSTATES.has((error as { code?: string }).code ?? '')) continue;
         throw error;
       }
-      if (outcome.ok) return { results: this.succeeded(scope, cmd, verdict, outcome), seq: cmd.dryRun ? null : Number(outcome.seq) };
+      if (outcome.ok) {
+        const results = this.succeeded(scope, cmd, verdict, outcome);
+        if (!cmd.dryRun) {
+          // A wake-up for change-feed subscribers; it must never fail the write that committed.
+          try {
+            this.hooks.onChanged?.(scope.tenantId, scope.installId);
+          } catch {
+            // ignored: subscribers also poll
+          }
+        }
+        return { results, seq: cmd.dryRun ? null : Number(outcome.seq) };
+      }
       if (outcome.probe) throw new Error('the write function answered a probe that was not asked for');
       if (outcome.error === 'schema-changed' && attempt < MAX_ATTEMPTS) {
         this.activeSchemas.remember({ ...scope, namespace: outcome.namespace }, outcome.active);

@@ -4,6 +4,7 @@
  * rule: order, filters, access, page size, retention and cursors; this door only translates.
  */
 import type { InstallScope } from '../../storage/installs.js';
+import type { StoredRecord } from '../../storage/records.js';
 import type { ChangePage, FeedChange } from '../../storage/storage.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
@@ -11,10 +12,14 @@ import { PageInfoRef } from './connections.js';
 import { InstallRef } from './installs.js';
 import { loadRecords, RecordRef } from './records.js';
 
-/** A change with the install it belongs to (its `record` is read through the request's DataLoader). */
-interface ChangeShape {
+/**
+ * A change with the install it belongs to (its `record` is read through the request's DataLoader,
+ * unless a subscription read it with its page: src/graphql/types/subscription.ts).
+ */
+export interface ChangeShape {
   scope: InstallScope;
   change: FeedChange;
+  record?: StoredRecord | null;
 }
 
 interface ChangePageShape {
@@ -50,7 +55,13 @@ export const ChangeRef = builder.objectRef<ChangeShape>('Change').implement({
       nullable: true,
       description: 'The record as it is now (null when it no longer exists), so a consumer converges on the current state.',
       // Batched per namespace with every other record read of the request (Namespace.record's path).
-      resolve: async (c, _a, ctx) => (await loadRecords(ctx, c.scope, c.change.namespace, [c.change.key]))[0] ?? null,
+      resolve: async (c, _a, ctx) => {
+        if (c.record !== undefined) {
+          ctx.work.returned([c.record]);
+          return c.record;
+        }
+        return (await loadRecords(ctx, c.scope, c.change.namespace, [c.change.key]))[0] ?? null;
+      },
     }),
   }),
 });

@@ -1,0 +1,162 @@
+/**
+ * Wake-ups for change-feed subscribers (contract, "Change feed": a change committed through any
+ * gateway instance reaches subscribers on every other within 1 s, with nothing beyond PostgreSQL).
+ *
+ * After a successful write the writing gateway sends `NOTIFY ext_storage_changes, '<tenant>/<install>'`
+ * (coalesced per install per tick, off the write's path: a failed notification never fails or
+ * delays the write). Every gateway holds one dedicated LISTEN connection (reconnecting with backoff)
+ * and wakes the subscribers of that install, which then page Storage.changes from their own cursor:
+ * the durable log is the truth, a notification is only a wake-up (subscribers also poll, in case
+ * one was lost). PGlite is one process: its wake-ups stay in process.
+ */
+import pg from 'pg';
+
+export const FEED_CHANNEL = 'ext_storage_changes';
+
+export interface FeedNotifier {
+  /** A write of this install committed: wake its subscribers here and on every other instance. */
+  notify(tenantId: string, installId: string): void;
+  /** Calls `wake` whenever the install may have new changes (or the notifier reconnected); returns the unsubscribe. */
+  watch(tenantId: string, installId: string, wake: () => void): () => void;
+  /** Subscribers currently watching (metrics, tests). */
+  readonly watchers: number;
+  close(): Promise<void>;
+}
+
+type Log = { warn(obj: object, msg: string): void };
+
+const keyOf = (tenantId: string, installId: string) => `${tenantId}/${installId}`;
+
+/** The in-process part every notifier shares: who watches which install. */
+class Watchers {
+  private readonly byInstall = new Map<string, Set<() => void>>();
+  count = 0;
+
+  watch(key: string, wake: () => void): () => void {
+    let set = this.byInstall.get(key);
+    if (!set) this.byInstall.set(key, (set = new Set()));
+    set.add(wake);
+    this.count++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.count--;
+      set.delete(wake);
+      if (set.size === 0 && this.byInstall.get(key) === set) this.byInstall.delete(key);
+    };
+  }
+
+  wake(key: string): void {
+    for (const wake of this.byInstall.get(key) ?? []) wake();
+  }
+
+  wakeAll(): void {
+    for (const set of this.byInstall.values()) for (const wake of set) wake();
+  }
+}
+
+/** PGlite (one process): wake-ups go straight to this process's subscribers. */
+export function createLocalFeedNotifier(): FeedNotifier {
+  const watchers = new Watchers();
+  return {
+    notify: (tenantId, installId) => queueMicrotask(() => watchers.wake(keyOf(tenantId, installId))),
+    watch: (tenantId, installId, wake) => watchers.watch(keyOf(tenantId, installId), wake),
+    get watchers() {
+      return watchers.count;
+    },
+    async close() {},
+  };
+}
+
+export interface PgNotifierOptions {
+  connectionString: string;
+  /** Runs `SELECT pg_notify(...)` on the shared pool. */
+  send(payloads: string[]): Promise<void>;
+  log: Log;
+  /** Backoff bounds of the LISTEN connection's reconnects. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+/** PostgreSQL: NOTIFY through the pool, one LISTEN connection per gateway. */
+export function createPgFeedNotifier(opts: PgNotifierOptions): FeedNotifier {
+  const watchers = new Watchers();
+  const minBackoff = opts.minBackoffMs ?? 100;
+  const maxBackoff = opts.maxBackoffMs ?? 5_000;
+  let pending = new Set<string>();
+  let flushing = false;
+  let closed = false;
+  let client: pg.Client | null = null;
+  let retryTimer: NodeJS.Timeout | null = null;
+  let backoff = minBackoff;
+
+  const flush = () => {
+    flushing = false;
+    if (pending.size === 0 || closed) return;
+    const payloads = [...pending];
+    pending = new Set();
+    opts.send(payloads).catch((error: unknown) => opts.log.warn({ err: { message: (error as Error)?.message } }, 'change-feed NOTIFY failed (subscribers catch up by polling)'));
+  };
+
+  const connect = () => {
+    retryTimer = null;
+    if (closed) return;
+    const c = new pg.Client({ connectionString: opts.connectionString });
+    client = c;
+    let failed = false;
+    const fail = (error?: unknown) => {
+      if (failed) return;
+      failed = true;
+      if (client === c) client = null;
+      c.removeAllListeners('notification');
+      c.end().catch(() => undefined);
+      if (closed) return;
+      if (error) opts.log.warn({ err: { message: (error as Error)?.message } }, 'change-feed LISTEN connection lost; reconnecting');
+      retryTimer = setTimeout(connect, backoff);
+      backoff = Math.min(maxBackoff, backoff * 2);
+    };
+    c.on('error', fail);
+    c.on('end', () => fail());
+    c.on('notification', (msg) => {
+      if (msg.channel === FEED_CHANNEL && msg.payload) watchers.wake(msg.payload);
+    });
+    c.connect()
+      .then(() => c.query(`LISTEN ${FEED_CHANNEL}`))
+      .then(() => {
+        backoff = minBackoff;
+        // Whatever was committed while this connection was down was not announced to it.
+        watchers.wakeAll();
+      })
+      .catch(fail);
+  };
+  connect();
+
+  return {
+    notify(tenantId, installId) {
+      const key = keyOf(tenantId, installId);
+      // This process's subscribers need no round trip.
+      queueMicrotask(() => watchers.wake(key));
+      pending.add(key);
+      if (!flushing) {
+        flushing = true;
+        setImmediate(flush);
+      }
+    },
+    watch: (tenantId, installId, wake) => watchers.watch(keyOf(tenantId, installId), wake),
+    get watchers() {
+      return watchers.count;
+    },
+    async close() {
+      closed = true;
+      if (retryTimer) clearTimeout(retryTimer);
+      const c = client;
+      client = null;
+      if (c) {
+        c.removeAllListeners('end');
+        c.on('error', () => undefined);
+        await c.end().catch(() => undefined);
+      }
+    },
+  };
+}

@@ -1,0 +1,92 @@
+/**
+ * Following an install's change feed (contract, "Change feed": Subscription.changes): the retained
+ * changes after a cursor (none when it is omitted: from the head now), then live ones as they
+ * commit. The durable log is the truth: a wake-up (src/storage/feed-notifier.ts) or the safety-net
+ * poll only makes the follower page Storage.changes again from its own cursor, under the same
+ * access rules as Query.changes.
+ *
+ * Memory per follower is one page: the next page is read only when the consumer has taken the
+ * previous one (async generator back-pressure), however far behind it is.
+ */
+import type { FeedNotifier } from './feed-notifier.js';
+import type { InstallScope } from './installs.js';
+import type { Caller } from './principal.js';
+import type { ChangePage, FeedChange, Storage } from './storage.js';
+
+export interface FollowOptions {
+  namespace?: string | null;
+  prefix?: string | null;
+  /** Resume after this cursor; omitted: from now on. */
+  after?: string | null;
+  /** Changes per page read. */
+  pageSize?: number;
+  /** The safety-net poll, in case a wake-up was lost. */
+  pollMs?: number;
+  /** Ends the follower cleanly (shutdown, client gone). */
+  signal?: AbortSignal;
+}
+
+export const FOLLOW_PAGE_SIZE = 100;
+export const FOLLOW_POLL_MS = 5_000;
+
+/**
+ * Checks the request (access, cursor: errors are thrown here, before anything is streamed) and
+ * returns the follower: an async generator of non-empty pages of changes, oldest first.
+ */
+export async function follow(storage: Storage, caller: Caller, scope: InstallScope, notifier: FeedNotifier, opts: FollowOptions): Promise<AsyncGenerator<FeedChange[], void, undefined>> {
+  const pageSize = opts.pageSize ?? FOLLOW_PAGE_SIZE;
+  const pollMs = opts.pollMs ?? FOLLOW_POLL_MS;
+  const signal = opts.signal;
+  let dirty = false;
+  let wakeUp: (() => void) | null = null;
+  const wake = () => {
+    dirty = true;
+    wakeUp?.();
+  };
+  // Watching before the first read: a change committed meanwhile is read on the next round.
+  const unwatch = notifier.watch(scope.tenantId, scope.installId, wake);
+  const read = (after: string): Promise<ChangePage> =>
+    storage.changes(caller, scope, { namespace: opts.namespace, prefix: opts.prefix, after, first: pageSize });
+  let first: ChangePage;
+  try {
+    const after = opts.after ?? (await storage.changesCursor(caller, scope));
+    // The first page also checks access, the filter and the cursor (CURSOR_EXPIRED, BAD_USER_INPUT).
+    first = await read(after);
+  } catch (error) {
+    unwatch();
+    throw error;
+  }
+
+  const waitForWake = () =>
+    new Promise<void>((resolve) => {
+      if (dirty || signal?.aborted) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        wakeUp = null;
+        resolve();
+      };
+      const timer = setTimeout(done, pollMs);
+      signal?.addEventListener('abort', done);
+      wakeUp = done;
+    });
+
+  async function* pages(): AsyncGenerator<FeedChange[], void, undefined> {
+    try {
+      let page = first;
+      for (;;) {
+        if (page.changes.length > 0) yield page.changes;
+        if (signal?.aborted) return;
+        if (!page.hasNextPage) {
+          await waitForWake();
+          if (signal?.aborted) return;
+        }
+        dirty = false;
+        page = await read(page.endCursor);
+      }
+    } finally {
+      unwatch();
+    }
+  }
+  return pages();
+}
