@@ -6,6 +6,7 @@
  */
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
+import { allowFanOut } from '../db/citus.js';
 
 export interface InstallRef {
   tenantId: string;
@@ -18,9 +19,15 @@ export interface InstallRef {
  * operator's batch job may; the request path never runs it.
  */
 export async function installsWithExpiredRecords(db: Db, limit: number): Promise<InstallRef[]> {
-  const { rows } = await sql<{ tenant_id: string; install_id: string }>`/* citus: fans out by design */
-    SELECT DISTINCT r.tenant_id, r.install_id FROM ext_storage_records r
-     WHERE r.ttl_expires_at <= now()
-     LIMIT ${limit}`.execute(db);
+  // Databases where request paths refuse fan-outs (citus.multi_task_query_log_level = error) let
+  // this one through, for its own transaction only.
+  const rows = await db.transaction().execute(async (trx) => {
+    await allowFanOut(trx as unknown as Parameters<typeof allowFanOut>[0]);
+    const { rows } = await sql<{ tenant_id: string; install_id: string }>`/* citus: fans out by design */
+      SELECT DISTINCT r.tenant_id, r.install_id FROM ext_storage_records r
+       WHERE r.ttl_expires_at <= now()
+       LIMIT ${limit}`.execute(trx);
+    return rows;
+  });
   return rows.map((r) => ({ tenantId: r.tenant_id, installId: r.install_id }));
 }
