@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 
-export async function hasCitus(db: Kysely<unknown>): Promise<boolean> {
+export async function hasCitus<DB>(db: Kysely<DB>): Promise<boolean> {
   const { rows } = await sql<{ present: boolean }>`
     SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS present`.execute(db);
   return rows[0]?.present === true;
@@ -11,7 +11,7 @@ export async function hasCitus(db: Kysely<unknown>): Promise<boolean> {
  * job): lets it run where request paths set citus.multi_task_query_log_level = 'error' (until the
  * end of the current transaction). No-op without Citus.
  */
-export async function allowFanOut(db: Kysely<unknown>): Promise<void> {
+export async function allowFanOut<DB>(db: Kysely<DB>): Promise<void> {
   if (await hasCitus(db)) await sql`SET LOCAL citus.multi_task_query_log_level = 'notice'`.execute(db);
 }
 

@@ -22,7 +22,7 @@ export async function installsWithExpiredRecords(db: Db, limit: number): Promise
   // Databases where request paths refuse fan-outs (citus.multi_task_query_log_level = error) let
   // this one through, for its own transaction only.
   const rows = await db.transaction().execute(async (trx) => {
-    await allowFanOut(trx as unknown as Parameters<typeof allowFanOut>[0]);
+    await allowFanOut(trx);
     const { rows } = await sql<{ tenant_id: string; install_id: string }>`/* citus: fans out by design */
       SELECT DISTINCT r.tenant_id, r.install_id FROM ext_storage_records r
        WHERE r.ttl_expires_at <= now()
