@@ -1,6 +1,10 @@
 import { sql, type Kysely } from 'kysely';
 
-export async function hasCitus<DB>(db: Kysely<DB>): Promise<boolean> {
+/** Any Kysely: the app's database, a transaction of it, or a migration's untyped handle. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyKysely = Kysely<any>;
+
+export async function hasCitus(db: AnyKysely): Promise<boolean> {
   const { rows } = await sql<{ present: boolean }>`
     SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS present`.execute(db);
   return rows[0]?.present === true;
@@ -11,7 +15,7 @@ export async function hasCitus<DB>(db: Kysely<DB>): Promise<boolean> {
  * job): lets it run where request paths set citus.multi_task_query_log_level = 'error' (until the
  * end of the current transaction). No-op without Citus.
  */
-export async function allowFanOut<DB>(db: Kysely<DB>): Promise<void> {
+export async function allowFanOut(db: AnyKysely): Promise<void> {
   if (await hasCitus(db)) await sql`SET LOCAL citus.multi_task_query_log_level = 'notice'`.execute(db);
 }
 
