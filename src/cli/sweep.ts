@@ -7,6 +7,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.js';
 import { openDatabase } from '../db/database.js';
+import { sendFeedWakeups } from '../storage/feed-notifier.js';
 import { Storage } from '../storage/storage.js';
 
 const { values } = parseArgs({ options: { batch: { type: 'string', default: '500' } } });
@@ -18,13 +19,22 @@ if (!Number.isInteger(batch) || batch < 1 || batch > 10_000) {
 const config = loadConfig();
 const database = await openDatabase(config);
 try {
-  const storage = new Storage(database.db, config);
+  // Subscribers of a swept install hear of its EXPIRE changes at once (gateways LISTEN; PostgreSQL only).
+  const swept = new Set<string>();
+  const storage = new Storage(database.db, config, { onChanged: (tenantId, installId) => swept.add(`${tenantId}/${installId}`) });
+  const wake = async () => {
+    const payloads = [...swept];
+    swept.clear();
+    if (database.kind === 'postgres') await sendFeedWakeups(database.db, payloads).catch(() => undefined);
+  };
   let last = 0;
   const removed = await storage.sweepExpired(batch, (n, installs) => {
+    void wake();
     if (performance.now() - last < 500) return;
     last = performance.now();
     process.stderr.write(`sweep: ${n} expired records removed, ${installs} installs\n`);
   });
+  await wake();
   process.stdout.write(`${JSON.stringify({ removed })}\n`);
 } catch (error) {
   process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);

@@ -20,8 +20,7 @@ import type { Logger } from '../logger.js';
 import { mapDatabaseError, RateLimitedError, StorageError, UnavailableError } from '../storage/errors.js';
 import type { Caller, Principal } from '../storage/principal.js';
 import { Storage } from '../storage/storage.js';
-import { createLocalFeedNotifier, createPgFeedNotifier, FEED_CHANNEL, type FeedNotifier } from '../storage/feed-notifier.js';
-import { sql } from 'kysely';
+import { createLocalFeedNotifier, createPgFeedNotifier, sendFeedWakeups, type FeedNotifier } from '../storage/feed-notifier.js';
 import { tracing as startedTracing } from '../tracing/index.js';
 import { BodyTooLargeError, isJsonMediaType, isUtf8Body, jsonNestingExceeds, MAX_REQUEST_JSON_DEPTH, readBody, refuseOverDeepDocuments } from './body.js';
 import { createGraphiQLPage, graphiqlOptions, isGraphiQLPageRequest, type GraphiQLDemo } from './graphiql.js';
@@ -138,9 +137,7 @@ export function createApp(opts: AppOptions): App {
     database.kind === 'postgres' && database.connectionString
       ? createPgFeedNotifier({
           connectionString: database.connectionString,
-          send: async (payloads) => {
-            await sql`SELECT pg_notify(${FEED_CHANNEL}, p) FROM unnest(${payloads}::text[]) AS p`.execute(database.db);
-          },
+          send: (payloads) => sendFeedWakeups(database.db, payloads),
           log: logger,
         })
       : createLocalFeedNotifier();

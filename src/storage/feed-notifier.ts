@@ -9,9 +9,17 @@
  * the durable log is the truth, a notification is only a wake-up (subscribers also poll, in case
  * one was lost). PGlite is one process: its wake-ups stay in process.
  */
+import { sql } from 'kysely';
 import pg from 'pg';
+import type { Db } from '../db/database.js';
 
 export const FEED_CHANNEL = 'ext_storage_changes';
+
+/** Sends wake-ups (`<tenant>/<install>` payloads) on the feed's channel, in one statement (PostgreSQL). */
+export async function sendFeedWakeups(db: Db, payloads: string[]): Promise<void> {
+  if (payloads.length === 0) return;
+  await sql`SELECT pg_notify(${FEED_CHANNEL}, p) FROM unnest(${payloads}::text[]) AS p`.execute(db);
+}
 
 export interface FeedNotifier {
   /** A write of this install committed: wake its subscribers here and on every other instance. */

@@ -296,7 +296,10 @@ export class RecordWriter {
     const outcome = (await this.combiner.write(scope.tenantId, scope.installId, request)) as Outcome;
     if (!outcome.ok) throw new Error('the write function refused a sweep');
     const swept = Number(outcome.swept);
-    if (swept > 0) this.hooks.onTtlDeleted?.(swept);
+    if (swept > 0) {
+      this.hooks.onTtlDeleted?.(swept);
+      this.hooks.onChanged?.(scope.tenantId, scope.installId);
+    }
     return swept;
   }
 
