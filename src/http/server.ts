@@ -20,7 +20,7 @@ import type { Logger } from '../logger.js';
 import { mapDatabaseError, RateLimitedError, StorageError, UnavailableError } from '../storage/errors.js';
 import type { Caller, Principal } from '../storage/principal.js';
 import { Storage } from '../storage/storage.js';
-import { createLocalFeedNotifier, createPgFeedNotifier, sendFeedWakeups, type FeedNotifier } from '../storage/feed-notifier.js';
+import { createLocalFeedNotifier, createPgFeedNotifier, listenConnectionString, sendFeedWakeups, type FeedNotifier } from '../storage/feed-notifier.js';
 import { tracing as startedTracing } from '../tracing/index.js';
 import { BodyTooLargeError, isJsonMediaType, isUtf8Body, jsonNestingExceeds, MAX_REQUEST_JSON_DEPTH, readBody, refuseOverDeepDocuments } from './body.js';
 import { createGraphiQLPage, graphiqlOptions, isGraphiQLPageRequest, type GraphiQLDemo } from './graphiql.js';
@@ -136,7 +136,7 @@ export function createApp(opts: AppOptions): App {
   const feedNotifier =
     database.kind === 'postgres' && database.connectionString
       ? createPgFeedNotifier({
-          connectionString: database.connectionString,
+          connectionString: listenConnectionString(database.connectionString),
           send: (payloads) => sendFeedWakeups(database.db, payloads),
           log: logger,
         })

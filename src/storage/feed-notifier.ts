@@ -168,3 +168,17 @@ export function createPgFeedNotifier(opts: PgNotifierOptions): FeedNotifier {
     },
   };
 }
+
+/**
+ * The LISTEN connection's URL: the database URL with `/listen` appended to its application_name,
+ * so operators (and the pool's tests) tell it apart from the pool's connections.
+ */
+export function listenConnectionString(connectionString: string): string {
+  try {
+    const url = new URL(connectionString);
+    url.searchParams.set('application_name', `${url.searchParams.get('application_name') ?? 'ext-storage-gateway'}/listen`);
+    return url.toString();
+  } catch {
+    return connectionString;
+  }
+}
