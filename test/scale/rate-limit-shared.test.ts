@@ -16,7 +16,7 @@ import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/db/database.js';
 import { createApp, type App } from '../../src/http/server.js';
 import { createLogger } from '../../src/logger.js';
@@ -97,6 +97,17 @@ async function typename(url: string, token: string): Promise<number> {
   await res.arrayBuffer();
   return res.status;
 }
+
+describe('settings', () => {
+  it('REDIS_URL turns the shared limit on (fail open by default); a bad URL or failure mode is refused without echoing the URL', () => {
+    expect(loadConfig({}).rateLimit.redis).toBeUndefined();
+    expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379/2' }).rateLimit.redis).toEqual({ url: 'redis://127.0.0.1:6379/2', failure: 'open', keyPrefix: 'ext_storage:rl' });
+    expect(loadConfig({ REDIS_URL: 'rediss://h:1', STORAGE_RATE_LIMIT_REDIS_FAILURE: 'CLOSED', STORAGE_RATE_LIMIT_REDIS_PREFIX: 'p' }).rateLimit.redis).toMatchObject({ failure: 'closed', keyPrefix: 'p' });
+    expect(() => loadConfig({ REDIS_URL: 'http://u:secret-pw@h:1' })).toThrow(ConfigError);
+    expect(() => loadConfig({ REDIS_URL: 'http://u:secret-pw@h:1' })).not.toThrow(/secret-pw/);
+    expect(() => loadConfig({ REDIS_URL: 'redis://h:1', STORAGE_RATE_LIMIT_REDIS_FAILURE: 'maybe' })).toThrow(/open or closed/);
+  });
+});
 
 describe.runIf(hasRedis || ci)('shared rate limit (REDIS_URL)', () => {
   let t: TestApp;
