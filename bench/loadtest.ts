@@ -18,6 +18,13 @@
  *
  *   npm run loadtest -- --rate 2000 --duration 60 [--mix 70,25,5 --hot-share 0.2 --warmup 5 --tenants 20
  *                       --installs 5 --namespaces 4 --keys 100 --concurrency 256 --seed-keys 20 --request-timeout 10]
+ *                       [--instances 3 | --urls http://a:4000,http://b:4000]
+ *
+ * Several instances: `--instances N` starts N gateway children on the one database (REDIS_URL and
+ * STORAGE_RATE_LIMIT_REDIS_* are passed on when set, so they share the rate limit); `--urls a,b,c`
+ * targets gateways already running instead, and then needs their DATABASE_URL and STORAGE_JWT_SECRET
+ * (to seed installs and mint tokens). Operations go round robin over the instances; the report gives
+ * each instance's figures (p50/p95/p99, errors) and the total.
  *
  * A warm-up at the target rate (not recorded) runs first, so the measured window does not include
  * the gateway's JIT warm-up.
@@ -72,6 +79,8 @@ const { values: flags } = parseArgs({
     'seed-keys': { type: 'string', default: '20' },
     'request-timeout': { type: 'string', default: '10' },
     warmup: { type: 'string', default: '5' },
+    instances: { type: 'string', default: '1' },
+    urls: { type: 'string' },
   },
 });
 
@@ -104,6 +113,9 @@ const settings = {
   seedKeys: numberFlag('seed-keys', 0, 1000),
   requestTimeoutSeconds: numberFlag('request-timeout', 1, 120),
   warmupSeconds: numberFlag('warmup', 0, 600),
+  /** Gateways already running (--urls), or null: start `instances` children. */
+  urls: flags.urls ? flags.urls.split(',').map((u) => u.trim().replace(/\/+$/, '')).filter(Boolean) : null,
+  instances: numberFlag('instances', 1, 16),
 };
 
 /** Quota profiles: install 0 of each tenant is tight on namespaces and keys, install 1 on bytes. */
@@ -231,8 +243,21 @@ interface OpStats {
   kinds: Record<string, number>;
 }
 
-async function runLoad(gateway: ChildServer, targets: Targets, durationSeconds: number, progress: boolean) {
-  const url = new URL(gateway.url);
+interface InstanceStats {
+  url: string;
+  issued: number;
+  completed: number;
+  ok: number;
+  latency: Samples;
+  kinds: Record<string, number>;
+}
+
+async function runLoad(gatewayUrls: string[], targets: Targets, durationSeconds: number, progress: boolean) {
+  const urls = gatewayUrls.map((u) => new URL(u));
+  const instances: InstanceStats[] = gatewayUrls.map((url) => ({ url, issued: 0, completed: 0, ok: 0, latency: new Samples(), kinds: {} }));
+  let next = 0;
+  /** Every answer's latency from the scheduled time, all instances together. */
+  const all = new Samples();
   const agent = new Agent({ keepAlive: true, maxSockets: settings.concurrency, maxFreeSockets: settings.concurrency });
   const stats = Object.fromEntries(OPS.map((op) => [op, { issued: 0, completed: 0, ok: 0, latency: new Samples(), service: new Samples(), kinds: {} }])) as Record<OpName, OpStats>;
   // Latency from the scheduled time by class, over all installs and on the hot one.
@@ -255,6 +280,11 @@ async function runLoad(gateway: ChildServer, targets: Targets, durationSeconds: 
     const { op, install, body } = nextOperation(targets);
     const s = stats[op];
     s.issued++;
+    // Round robin over the instances.
+    const target = next++ % urls.length;
+    const url = urls[target]!;
+    const inst = instances[target]!;
+    inst.issued++;
     inFlight++;
     peakInFlight = Math.max(peakInFlight, inFlight);
     const sentAt = performance.now();
@@ -277,6 +307,11 @@ async function runLoad(gateway: ChildServer, targets: Targets, durationSeconds: 
       slot.maxMs = Math.max(slot.maxMs, Math.round(now - scheduledAt));
       if (kind === 'ok') s.ok++;
       else s.kinds[kind] = (s.kinds[kind] ?? 0) + 1;
+      inst.completed++;
+      inst.latency.add(now - scheduledAt);
+      all.add(now - scheduledAt);
+      if (kind === 'ok') inst.ok++;
+      else inst.kinds[kind] = (inst.kinds[kind] ?? 0) + 1;
     };
     const req = httpRequest(
       {
@@ -333,6 +368,8 @@ async function runLoad(gateway: ChildServer, targets: Targets, durationSeconds: 
   agent.destroy();
   return {
     stats,
+    instances,
+    all,
     classes,
     total,
     issued,
@@ -429,20 +466,27 @@ async function main(): Promise<void> {
     `loadtest: ${settings.rate} ops/s for ${settings.durationSeconds} s (${mixLabel}) over ${settings.tenants} tenants × ${settings.installsPerTenant} installs × ` +
       `${settings.namespacesPerInstall} namespaces (${installCount} installs)${hotLabel}, ${machine.cpus} CPUs, load average ${machine.loadavg.join(' ')}`,
   );
+  if (settings.urls && (!process.env.DATABASE_URL?.trim() || !process.env.STORAGE_JWT_SECRET)) {
+    throw new Error('--urls needs the DATABASE_URL and STORAGE_JWT_SECRET of those gateways (to seed installs and mint tokens)');
+  }
   const db = await benchDatabase('ext_storage_loadtest');
-  let gateway: ChildServer | undefined;
+  let gateways: ChildServer[] = [];
   let database: DatabaseHandle | undefined;
   const cleanup = async () => {
-    await gateway?.stop().catch(() => undefined);
+    await Promise.all(gateways.map((g) => g.stop().catch(() => undefined)));
     await database?.close().catch(() => undefined);
     await db.drop().catch((e: unknown) => log(`could not drop the loadtest database: ${String(e)}`));
   };
   const unregister = onInterrupt(cleanup);
   let failed = false;
   try {
-    const secret = randomBytes(32).toString('hex');
+    const secret = settings.urls ? process.env.STORAGE_JWT_SECRET! : randomBytes(32).toString('hex');
+    // The shared rate limit: the gateways started here use the Redis this process is given.
+    const shared = Object.fromEntries(
+      ['REDIS_URL', 'STORAGE_RATE_LIMIT_REDIS_FAILURE', 'STORAGE_RATE_LIMIT_REDIS_PREFIX'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])),
+    );
     // The rate limiter stays on, far above the load: the hot install alone gets hundreds of operations a second.
-    const env = gatewayEnv(db.url, secret, { STORAGE_MIN_TTL_SECONDS: String(MIN_TTL_SECONDS), STORAGE_RATE_LIMIT_PER_SECOND: '1000000', STORAGE_RATE_LIMIT_BURST: '1000000' });
+    const env = gatewayEnv(db.url, secret, { STORAGE_MIN_TTL_SECONDS: String(MIN_TTL_SECONDS), STORAGE_RATE_LIMIT_PER_SECOND: '1000000', STORAGE_RATE_LIMIT_BURST: '1000000', ...shared });
     const config = loadConfig({ ...env, LOG_LEVEL: 'silent', STORAGE_INSTALL_CACHE_MS: '0' });
     database = await openMigratedDatabase(config);
     const storage = new Storage(database.db, config);
@@ -480,29 +524,44 @@ async function main(): Promise<void> {
     const targets: Targets = { hot: settings.hotShare > 0 ? await seedInstall(randomUUID(), 0, null, true) : undefined, others };
     const installs = targets.hot ? [...others, targets.hot] : others;
 
-    // The gateway on one CPU, this process (the load generator) on the others.
-    const cpu = serverCpu();
-    const ownCpus = generatorCpus();
-    gateway = await startChild({ name: 'gateway', script: 'src/main.ts', port: await freePort(), readyPath: '/readyz', env, cpu, nodeArgs: gatewayNodeArgs() });
+    // The gateways on one CPU, this process (the load generator) on the others; or gateways already running (--urls).
+    const cpu = settings.urls ? null : serverCpu();
+    const ownCpus = settings.urls ? null : generatorCpus();
+    for (let i = 0; !settings.urls && i < settings.instances; i++) {
+      gateways.push(await startChild({ name: `gateway ${i + 1}`, script: 'src/main.ts', port: await freePort(), readyPath: '/readyz', env, cpu, nodeArgs: gatewayNodeArgs() }));
+    }
+    const urls = settings.urls ?? gateways.map((g) => g.url);
     if (ownCpus) execFileSync('taskset', ['-a', '-p', '-c', ownCpus.list, String(process.pid)], { stdio: 'ignore' });
-    const pinning = cpu !== null ? `gateway pinned to CPU ${cpu}, load generator (this process) to CPU ${ownCpus?.list}` : 'not pinned';
-    log(`gateway ${gateway.url} (pid ${gateway.pid}), ${pinning}; running open-loop, concurrency cap ${settings.concurrency}`);
+    const pinning = settings.urls
+      ? 'gateways not started here (--urls): not pinned'
+      : cpu !== null
+        ? `gateway${gateways.length > 1 ? 's' : ''} pinned to CPU ${cpu}, load generator (this process) to CPU ${ownCpus?.list}`
+        : 'not pinned';
+    const where = settings.urls ? urls.join(', ') : gateways.map((g) => `${g.url} (pid ${g.pid})`).join(', ');
+    log(`${urls.length} gateway${urls.length > 1 ? 's' : ''} ${where}${shared.REDIS_URL ? ', shared rate limit (REDIS_URL)' : ''}, ${pinning}; running open-loop, round robin, concurrency cap ${settings.concurrency}`);
     if (settings.warmupSeconds > 0) {
       log(`warm-up: ${settings.warmupSeconds} s at the target rate (not recorded)`);
-      await runLoad(gateway, targets, settings.warmupSeconds, false);
+      await runLoad(urls, targets, settings.warmupSeconds, false);
     }
-    const cpuBefore = cpuSeconds(gateway.pid);
+    // CPU of the gateways started here (summed); unknown for --urls.
+    const gatewayCpu = () => {
+      if (gateways.length === 0) return null;
+      const each = gateways.map((g) => cpuSeconds(g.pid));
+      return each.some((c) => c === null) ? null : each.reduce((a, b) => a! + b!, 0);
+    };
+    const cpuBefore = gatewayCpu();
     const ownBefore = process.cpuUsage();
-    const run = await runLoad(gateway, targets, settings.durationSeconds, true);
+    const run = await runLoad(urls, targets, settings.durationSeconds, true);
     const own = process.cpuUsage(ownBefore);
-    const cpuAfter = cpuSeconds(gateway.pid);
+    const cpuAfter = gatewayCpu();
     const perOp = (seconds: number) => (run.completed > 0 ? round((seconds / run.completed) * 1e6, 0) : null);
     const gatewayCpuUsPerOp = cpuBefore !== null && cpuAfter !== null ? perOp(cpuAfter - cpuBefore) : null;
     const gatewayCpuShare = cpuBefore !== null && cpuAfter !== null ? round((cpuAfter - cpuBefore) / run.seconds, 2) : null;
     const generatorSeconds = (own.user + own.system) / 1e6;
-    const metricsText = await (await fetch(`${gateway.url}/metrics`)).text();
-    await gateway.stop();
-    gateway = undefined;
+    // Every instance's counters, summed below (each line is one series of one instance).
+    const metricsText = (await Promise.all(urls.map(async (u) => (await fetch(`${u}/metrics`)).text()))).join('\n');
+    await Promise.all(gateways.map((g) => g.stop()));
+    gateways = [];
 
     log('checking quotas and usage against a recount');
     const checks = await checkQuotas(database, storage, installs);
@@ -536,7 +595,13 @@ async function main(): Promise<void> {
     const report = {
       at: new Date().toISOString(),
       machine,
-      settings: { ...settings, quotaProfiles: QUOTA_PROFILES, minTtlSeconds: MIN_TTL_SECONDS, gateway: 'child process (node --import tsx src/main.ts), logs to /dev/null' },
+      settings: {
+        ...settings,
+        quotaProfiles: QUOTA_PROFILES,
+        minTtlSeconds: MIN_TTL_SECONDS,
+        gateway: settings.urls ? `running gateways: ${urls.join(', ')}` : `${urls.length} child process(es) (node --import tsx src/main.ts), logs to /dev/null`,
+        sharedRateLimit: Boolean(shared.REDIS_URL),
+      },
       achieved: {
         targetRate: settings.rate,
         scheduled: run.total,
@@ -556,6 +621,14 @@ async function main(): Promise<void> {
       },
       latencyGoals: goals,
       operations,
+      instances: run.instances.map((inst) => {
+        const p = inst.latency.percentiles([50, 95, 99]);
+        return { url: inst.url, issued: inst.issued, completed: inst.completed, ok: inst.ok, p50: p.p50 ?? null, p95: p.p95 ?? null, p99: p.p99 ?? null, errors: inst.kinds };
+      }),
+      total: (() => {
+        const p = run.all.percentiles([50, 95, 99]);
+        return { completed: run.completed, ok: OPS.reduce((n, op) => n + operations[op].ok, 0), p50: p.p50 ?? null, p95: p.p95 ?? null, p99: p.p99 ?? null, errors };
+      })(),
       errors,
       unexpectedErrors: unexpected,
       timeline: run.timeline,
@@ -604,6 +677,14 @@ async function main(): Promise<void> {
         }),
       ),
       '(latency from the scheduled send time: open loop, so client-side delay counts too)',
+      '',
+      table(
+        ['instance', 'completed', 'ok', 'p50 ms', 'p95 ms', 'p99 ms', 'errors'],
+        [
+          ...report.instances.map((i) => [i.url, i.completed, i.ok, i.p50?.toFixed(2) ?? null, i.p95?.toFixed(2) ?? null, i.p99?.toFixed(2) ?? null, Object.entries(i.errors).map(([k, v]) => `${k}=${v}`).join(' ') || '0']),
+          ['total', report.total.completed, report.total.ok, report.total.p50?.toFixed(2) ?? null, report.total.p95?.toFixed(2) ?? null, report.total.p99?.toFixed(2) ?? null, Object.entries(errors).map(([k, v]) => `${k}=${v}`).join(' ') || '0'],
+        ],
+      ),
       '',
       `errors by kind: ${Object.entries(errors).map(([k, v]) => `${k}=${v}`).join(', ') || 'none'}`,
       `unexpected errors (anything but QuotaExceeded / RevisionMismatch): ${unexpected}`,

@@ -49,7 +49,7 @@ export interface Config {
    * Per install: a token bucket charged by each request's priced cost (units per second and burst),
    * and a bound on requests in flight (0: none), beyond which requests wait up to inflightWaitMs.
    */
-  rateLimit: { perSecond: number; burst: number; maxInflight: number; inflightWaitMs: number };
+  rateLimit: { perSecond: number; burst: number; maxInflight: number; inflightWaitMs: number; redis: RedisRateLimitSettings | undefined };
   /** Worst-case pricing before execution and the response budget during it (src/graphql/cost.ts, work.ts). */
   cost: { maxStatements: number; maxRecords: number; maxResponseBytes: number };
   corsOrigins: string[];
@@ -74,7 +74,33 @@ export interface Config {
   tracing: { endpoint: string; serviceName: string } | undefined;
 }
 
+/**
+ * REDIS_URL set: the per-install token bucket is shared by every instance through Redis
+ * (src/http/shared-rate-limit.ts). `failure`: what a request meets while Redis cannot answer.
+ */
+export interface RedisRateLimitSettings {
+  url: string;
+  /** open: this instance's own bucket decides (the limit is per instance again); closed: 503 UNAVAILABLE. */
+  failure: 'open' | 'closed';
+  /** Prefix of every key the limiter writes (STORAGE_RATE_LIMIT_REDIS_PREFIX), so deployments can share a Redis. */
+  keyPrefix: string;
+}
+
 export class ConfigError extends Error {}
+
+function redisRateLimit(env: Env): RedisRateLimitSettings | undefined {
+  const url = env.REDIS_URL?.trim();
+  const rawFailure = env.STORAGE_RATE_LIMIT_REDIS_FAILURE?.trim().toLowerCase() || 'open';
+  if (rawFailure !== 'open' && rawFailure !== 'closed') {
+    throw new ConfigError(`STORAGE_RATE_LIMIT_REDIS_FAILURE must be open or closed, got "${env.STORAGE_RATE_LIMIT_REDIS_FAILURE}"`);
+  }
+  if (!url) return undefined;
+  // The value is not repeated in the message: a URL may carry a password.
+  if (!URL.canParse(url) || !['redis:', 'rediss:'].includes(new URL(url).protocol)) {
+    throw new ConfigError('REDIS_URL must be a redis:// or rediss:// URL like redis://127.0.0.1:6379/0');
+  }
+  return { url, failure: rawFailure, keyPrefix: env.STORAGE_RATE_LIMIT_REDIS_PREFIX?.trim() || 'ext_storage:rl' };
+}
 
 type Env = Record<string, string | undefined>;
 
@@ -190,6 +216,7 @@ export function loadConfig(env: Env = process.env): Config {
       burst: int(env, 'STORAGE_RATE_LIMIT_BURST', 400),
       maxInflight: int(env, 'STORAGE_MAX_INFLIGHT_PER_INSTALL', 8),
       inflightWaitMs: int(env, 'STORAGE_INFLIGHT_WAIT_MS', 5000),
+      redis: redisRateLimit(env),
     },
     cost: {
       maxStatements: int(env, 'STORAGE_MAX_STATEMENTS_PER_REQUEST', 64, 1),

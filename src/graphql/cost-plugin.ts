@@ -11,8 +11,8 @@ import { sql } from 'kysely';
 import { GraphQLError, type ExecutionArgs, type GraphQLSchema } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { Config } from '../config.js';
-import { ADMISSION_UNITS, type FairPool, type RateLimiter } from '../http/rate-limit.js';
-import { RateLimitedError } from '../storage/errors.js';
+import { ADMISSION_UNITS, type FairPool, type InstallRateLimit } from '../http/rate-limit.js';
+import { RateLimitedError, UnavailableError } from '../storage/errors.js';
 import type { Caller } from '../storage/principal.js';
 import type { Storage } from '../storage/storage.js';
 import { byteUnits, echoedResponseBound, evaluatePlan, installRefKey, installRefsOf, overLimit, PlanCache, rateUnits, type InstallRef, type Price, type PriceEnv } from './cost.js';
@@ -22,7 +22,7 @@ import { queryTooCostly } from './work.js';
 export interface CostPluginOptions {
   config: Config;
   storage: Storage;
-  limiter: RateLimiter;
+  limiter: InstallRateLimit;
   /** Called for every request refused by the rate limiter (metrics). */
   onRateLimited?(): void;
 }
@@ -139,6 +139,16 @@ export function useCostLimits(opts: CostPluginOptions): Plugin {
   const limits = config.limits;
   const caches = new WeakMap<GraphQLSchema, PlanCache>();
 
+  /** The price beyond admission; the shared limit failing closed answers 503 UNAVAILABLE. */
+  async function take(installId: string, units: number): Promise<number | GraphQLError> {
+    try {
+      return await limiter.take(installId, units, ADMISSION_UNITS);
+    } catch (error) {
+      if (!(error instanceof UnavailableError)) throw error;
+      return new GraphQLError(error.message, { extensions: { code: error.code, http: { status: 503, headers: { 'retry-after': '1' } } } });
+    }
+  }
+
   function planCache(schema: GraphQLSchema): PlanCache {
     let cache = caches.get(schema);
     if (!cache) caches.set(schema, (cache = new PlanCache(schema)));
@@ -171,8 +181,9 @@ export function useCostLimits(opts: CostPluginOptions): Plugin {
       }
       const p = ctx.caller.principal;
       if (p.kind !== 'admin') {
-        const wait = limiter.take(p.installId, rateUnits(price), ADMISSION_UNITS);
-        if (wait > 0) {
+        const wait = await take(p.installId, rateUnits(price));
+        if (wait instanceof GraphQLError) setResultAndStopExecution({ errors: [wait] });
+        else if (wait > 0) {
           opts.onRateLimited?.();
           setResultAndStopExecution({ errors: [rateLimitedError(new RateLimitedError(wait))] });
         }
@@ -189,7 +200,11 @@ export function useCostLimits(opts: CostPluginOptions): Plugin {
       const p = ctx.caller.principal;
       if (p.kind !== 'admin') {
         // The HTTP door took ADMISSION_UNITS when it let the request in; the price pays the rest.
-        const wait = limiter.take(p.installId, rateUnits(price), ADMISSION_UNITS);
+        const wait = await take(p.installId, rateUnits(price));
+        if (wait instanceof GraphQLError) {
+          setResultAndStopExecution({ errors: [wait] });
+          return;
+        }
         if (wait > 0) {
           opts.onRateLimited?.();
           setResultAndStopExecution({ errors: [rateLimitedError(new RateLimitedError(wait))] });

@@ -9,6 +9,8 @@ export interface Metrics {
   graphqlDuration: client.Histogram<'operation_type'>;
   httpRequests: client.Counter<'route' | 'status'>;
   rateLimited: client.Counter<string>;
+  /** REDIS_URL: Redis errors met by the shared rate limit (src/http/shared-rate-limit.ts). */
+  rateLimitBackendErrors: client.Counter<'operation'>;
   /** Only with STORAGE_METRICS_INSTALL_LABELS=true: requests per install (one series per install). */
   installRequests: client.Counter<'install_id' | 'status'> | null;
 }
@@ -73,6 +75,12 @@ export function createMetrics(
     help: 'Requests refused by the per-install rate limit.',
     registers: [registry],
   });
+  const rateLimitBackendErrors = new client.Counter({
+    name: 'ext_storage_rate_limit_backend_errors_total',
+    help: 'Redis errors met by the shared rate limit (operation: take, debit or connection); STORAGE_RATE_LIMIT_REDIS_FAILURE decides what requests meet meanwhile.',
+    labelNames: ['operation'] as const,
+    registers: [registry],
+  });
   const graphqlRequests = new client.Counter({
     name: 'ext_storage_graphql_requests_total',
     help: 'GraphQL requests by operation type and outcome.',
@@ -121,6 +129,7 @@ export function createMetrics(
     graphqlDuration,
     httpRequests,
     rateLimited,
+    rateLimitBackendErrors,
     storageHooks: {
       onOperation(operation, outcome, seconds) {
         operations.inc({ operation, outcome });

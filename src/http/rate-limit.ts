@@ -11,8 +11,24 @@ import { RateLimitedError } from '../storage/errors.js';
  */
 export const ADMISSION_UNITS = 1;
 
-/** A token bucket per install. */
-export class RateLimiter {
+/**
+ * The per-install rate limit as the request paths use it: this instance's own token bucket
+ * (RateLimiter) or, with REDIS_URL, the one every instance shares (src/http/shared-rate-limit.ts).
+ * `take` may answer later (a Redis round trip): callers await it.
+ */
+export interface InstallRateLimit {
+  readonly enabled: boolean;
+  /** 0 when allowed, else the seconds to wait; throws UnavailableError when it cannot decide (Redis down, fail closed). */
+  take(installId: string, units?: number, paid?: number): number | Promise<number>;
+  /** Charges work measured after it was done (bytes returned); never refuses, never throws. */
+  debit(installId: string, units: number): void;
+  /** Null when the limiter can decide, else why not (for /readyz). */
+  health(): Promise<{ redis: 'ok' | 'unreachable'; failure: 'open' | 'closed' } | null>;
+  close(): Promise<void>;
+}
+
+/** A token bucket per install, in this instance's memory. */
+export class RateLimiter implements InstallRateLimit {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
 
   constructor(
@@ -61,6 +77,12 @@ export class RateLimiter {
     bucket.at = t;
     this.buckets.set(installId, bucket);
   }
+
+  async health(): Promise<null> {
+    return null;
+  }
+
+  async close(): Promise<void> {}
 
   /** Forgets buckets that have refilled completely (they behave exactly like new ones). */
   private prune(t: number): void {

@@ -30,7 +30,7 @@ export interface RunnerDeps {
   /** Checks x-runner-auth for the install named in the path; throws a StorageError when refused. */
   authenticate(installId: string): Promise<Principal>;
   /** Charges the install's rate limit by the operation's priced cost (src/graphql/cost.ts runnerPrice); throws RateLimitedError. */
-  charge(principal: Principal, operation: string, body: Readonly<Record<string, unknown>>): void;
+  charge(principal: Principal, operation: string, body: Readonly<Record<string, unknown>>): Promise<void>;
   /** Charges the bytes of the records an operation returned, once known (src/graphql/cost.ts BYTES_PER_UNIT). */
   returned(principal: Principal, records: readonly StoredRecord[]): void;
   requestId: string;
@@ -122,7 +122,7 @@ async function execute(body: Body, principal: Principal, deps: RunnerDeps): Prom
   // A `changes` page reads the whole install unless it names one (read below, as optional).
   const namespace = operation === 'commit' || operation === 'changes' ? '' : field<string>(body, 'namespace', 'string', true)!;
   // A known, fixed cost per operation (a list by its limit, a bulk put by its items), charged before it runs.
-  deps.charge(principal, operation, body);
+  await deps.charge(principal, operation, body);
   switch (operation) {
     case 'put': {
       if (!('value' in body)) throw new ProtocolError(400, 'VALIDATION_FAILED', '"value" is required');

@@ -27,7 +27,8 @@ import { createGraphiQLPage, graphiqlOptions, isGraphiQLPageRequest, type Graphi
 import { answerOf, createFastPath, fastPathParams } from './graphql-fast-path.js';
 import { clipForLog, errorForLog } from './log-fields.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { ADMISSION_UNITS, FairPool, InflightLimiter, RateLimiter } from './rate-limit.js';
+import { ADMISSION_UNITS, FairPool, InflightLimiter, RateLimiter, type InstallRateLimit } from './rate-limit.js';
+import { SharedRateLimiter } from './shared-rate-limit.js';
 import { sendGraphQLError, sendJson, useGraphQLMediaType } from './respond.js';
 import { handleRunnerRequest, RUNNER_PATH } from './runner-protocol.js';
 import { ADMIN_IO_RE, handleAdminIo } from './admin-io.js';
@@ -154,7 +155,16 @@ export function createApp(opts: AppOptions): App {
   });
   // GraphiQL is served here, never by Yoga: Yoga would decide it by parsing the URL its own way.
   const graphiqlPage = config.graphiql ? createGraphiQLPage(graphiqlOptions(opts.graphiqlDemo), config.graphiqlRateLimit) : null;
-  const limiter = new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst);
+  // One interface either way: the in-process bucket, or (REDIS_URL) the one all instances share.
+  const limiter: InstallRateLimit = config.rateLimit.redis
+    ? new SharedRateLimiter({
+        perSecond: config.rateLimit.perSecond,
+        burst: config.rateLimit.burst,
+        redis: config.rateLimit.redis,
+        log: logger,
+        onBackendError: (operation) => metrics.rateLimitBackendErrors.inc({ operation }),
+      })
+    : new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst);
   const inflight = new InflightLimiter(config.rateLimit.maxInflight, config.rateLimit.inflightWaitMs);
   const responsePool = new FairPool(BUDGETS_AT_ONCE * config.cost.maxResponseBytes, config.rateLimit.inflightWaitMs);
   let ready = false;
@@ -245,7 +255,7 @@ export function createApp(opts: AppOptions): App {
    */
   async function admit(principal: Principal, res: ServerResponse): Promise<(() => void) | undefined> {
     if (principal.kind === 'admin') return undefined;
-    const wait = limiter.take(principal.installId, ADMISSION_UNITS);
+    const wait = await limiter.take(principal.installId, ADMISSION_UNITS);
     if (wait > 0) {
       metrics.rateLimited.inc();
       throw new RateLimitedError(wait);
@@ -261,9 +271,9 @@ export function createApp(opts: AppOptions): App {
   }
 
   /** The rest of a priced request's cost beyond admission (GraphQL charges in src/graphql/cost-plugin.ts). */
-  function charge(principal: Principal, price: Price): void {
+  async function charge(principal: Principal, price: Price): Promise<void> {
     if (principal.kind === 'admin') return;
-    const wait = limiter.take(principal.installId, rateUnits(price), ADMISSION_UNITS);
+    const wait = await limiter.take(principal.installId, rateUnits(price), ADMISSION_UNITS);
     if (wait > 0) {
       metrics.rateLimited.inc();
       throw new RateLimitedError(wait);
@@ -396,6 +406,17 @@ export function createApp(opts: AppOptions): App {
         sendJson(res, 503, { status: 'unavailable', database: 'unreachable' });
         return 'readyz';
       }
+      // REDIS_URL: failing closed, an instance without Redis refuses extension requests (unready);
+      // failing open, it serves them on its own bucket (ready, and says so).
+      const rateLimit = await limiter.health();
+      if (rateLimit?.redis === 'unreachable' && rateLimit.failure === 'closed') {
+        sendJson(res, 503, { status: 'unavailable', redis: 'unreachable', rateLimit: 'fail closed' });
+        return 'readyz';
+      }
+      if (rateLimit?.redis === 'unreachable' && ready && !closing) {
+        sendJson(res, 200, { status: 'ready', redis: 'unreachable', rateLimit: 'fail open: per-instance buckets' });
+        return 'readyz';
+      }
       sendJson(res, ready && !closing ? 200 : 503, { status: ready && !closing ? 'ready' : closing ? 'shutting down' : 'migrations pending' });
       return 'readyz';
     }
@@ -426,7 +447,7 @@ export function createApp(opts: AppOptions): App {
           await admit(principal, res);
           return principal;
         },
-        charge: (principal, operation, body) => charge(principal, runnerPrice(operation, body, config.limits)),
+        charge: async (principal, operation, body) => charge(principal, runnerPrice(operation, body, config.limits)),
         returned: (principal, records) => {
           if (principal.kind !== 'admin') limiter.debit(principal.installId, byteUnits(records.reduce((n, r) => n + recordBytes(r), 0)));
         },
@@ -553,6 +574,7 @@ export function createApp(opts: AppOptions): App {
         new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(1000, deadline - performance.now())))),
       ]).finally(() => clearTimeout(timer));
       await feedNotifier.close();
+      await limiter.close();
     },
   };
 }
