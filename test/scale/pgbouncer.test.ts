@@ -13,7 +13,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openMigratedDatabase } from '../../src/bootstrap.js';
-import { loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig } from '../../src/config.js';
 import { openDatabase, type DatabaseHandle } from '../../src/db/database.js';
 import { createApp } from '../../src/http/server.js';
 import { createLogger } from '../../src/logger.js';
@@ -32,6 +32,38 @@ if (backend === 'postgres' && !pgbouncerAvailable && !inCI) {
       'Install it (apt-get install -y --no-install-recommends pgbouncer); CI fails without it. !!!!!!!!\n',
   );
 }
+
+describe('DATABASE_POOL_MODE and DATABASE_DIRECT_URL', () => {
+  it('transaction mode needs both URLs; other modes are refused', () => {
+    const pooler = 'postgres://root@127.0.0.1:6432/db';
+    expect(() => loadConfig({ DATABASE_URL: pooler, DATABASE_POOL_MODE: 'transaction' })).toThrow(ConfigError);
+    expect(() => loadConfig({ DATABASE_DIRECT_URL: pooler, DATABASE_POOL_MODE: 'transaction' })).toThrow(ConfigError);
+    expect(() => loadConfig({ DATABASE_URL: pooler, DATABASE_POOL_MODE: 'statement' })).toThrow(ConfigError);
+    const config = loadConfig({ DATABASE_URL: pooler, DATABASE_DIRECT_URL: 'postgres://root@127.0.0.1:5432/db', DATABASE_POOL_MODE: 'transaction' });
+    expect(config.db.poolMode).toBe('transaction');
+    expect(loadConfig({ DATABASE_URL: pooler }).db.poolMode).toBe('session');
+  });
+
+  it.runIf(backend === 'postgres')('in transaction mode the pool prepares no named statement and sets no session timeout', async () => {
+    const created = await createPostgresDatabase();
+    const handle = await openDatabase({
+      databaseUrl: created.url,
+      databaseDirectUrl: created.url,
+      pgliteDir: '',
+      // One connection: pg_prepared_statements and SHOW are per session.
+      db: { poolMax: 1, statementTimeoutMs: 5000, connectionTimeoutMs: 5000, poolMode: 'transaction' },
+    });
+    try {
+      expect((await sql<{ v: number }>`SELECT ${41}::int + 1 AS v`.execute(handle.db)).rows).toEqual([{ v: 42 }]);
+      expect((await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_prepared_statements WHERE ${1}::int = 1`.execute(handle.db)).rows).toEqual([{ n: 0 }]);
+      expect((await sql<{ statement_timeout: string }>`SHOW statement_timeout`.execute(handle.db)).rows).toEqual([{ statement_timeout: '0' }]);
+      expect(handle.connectionString).toBe(created.url);
+    } finally {
+      await handle.close();
+      await created.drop();
+    }
+  });
+});
 
 describe.runIf(backend === 'postgres')('behind PgBouncer in transaction pooling mode', () => {
   it.runIf(inCI)('pgbouncer is installed (CI never skips this file)', () => {
