@@ -10,7 +10,7 @@ import { Storage } from './storage/storage.js';
 export async function openMigratedDatabase(config: Config): Promise<DatabaseHandle> {
   const database = await openDatabase(config);
   try {
-    await migrateToLatest(database.db);
+    await database.withSession(migrateToLatest);
   } catch (error) {
     await database.close();
     throw error;

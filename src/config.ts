@@ -38,6 +38,12 @@ export interface Config {
   port: number;
   host: string;
   databaseUrl: string | undefined;
+  /**
+   * DATABASE_DIRECT_URL: a session on PostgreSQL itself (not through a transaction-pooling
+   * PgBouncer) for what needs one: the change feed's LISTEN connection and migrations' session lock.
+   * Defaults to DATABASE_URL; required when db.poolMode is 'transaction'.
+   */
+  databaseDirectUrl: string | undefined;
   pgliteDir: string;
   jwtSecret: string | undefined;
   /** True when no secret was given outside production: a secret is generated and demo tokens printed. */
@@ -61,7 +67,11 @@ export interface Config {
   maxTokenLifetimeSeconds: number;
   /** Turns the extension doors (extension tokens, Runner) off; admins keep working. */
   extensionDoorsDisabled: boolean;
-  db: { poolMax: number; statementTimeoutMs: number; connectionTimeoutMs: number };
+  /**
+   * poolMode (DATABASE_POOL_MODE): 'transaction' when DATABASE_URL is a PgBouncer in transaction
+   * pooling mode; the pool then keeps no session state (src/db/database.ts).
+   */
+  db: { poolMax: number; statementTimeoutMs: number; connectionTimeoutMs: number; poolMode: 'session' | 'transaction' };
   graphqlLimits: { maxDepth: number; maxAliases: number; maxTokens: number; maxDirectives: number };
   metricsInstallLabels: boolean;
   /** How long a gateway reuses an install lookup; a change made through another instance shows within it. */
@@ -164,6 +174,16 @@ export function loadConfig(env: Env = process.env): Config {
   const maxTtl = int(env, 'STORAGE_MAX_TTL_SECONDS', 2_592_000, 1);
   if (maxTtl < minTtl) throw new ConfigError('STORAGE_MAX_TTL_SECONDS must be >= STORAGE_MIN_TTL_SECONDS');
   const connectionTimeoutMs = int(env, 'STORAGE_DB_CONNECTION_TIMEOUT_MS', 2000, 0);
+  const databaseUrl = env.DATABASE_URL?.trim() || undefined;
+  const databaseDirectUrl = env.DATABASE_DIRECT_URL?.trim() || undefined;
+  const poolMode = env.DATABASE_POOL_MODE?.trim() || 'session';
+  if (poolMode !== 'session' && poolMode !== 'transaction') {
+    throw new ConfigError('DATABASE_POOL_MODE must be session or transaction');
+  }
+  if (poolMode === 'transaction' && (!databaseUrl || !databaseDirectUrl)) {
+    // Through a transaction pooler LISTEN hears nothing and a session lock outlives its owner.
+    throw new ConfigError('DATABASE_POOL_MODE=transaction needs DATABASE_URL (the pooler) and DATABASE_DIRECT_URL (PostgreSQL itself, for LISTEN and migrations)');
+  }
   const corsOrigins = list(env, 'STORAGE_CORS_ORIGINS');
   for (const origin of corsOrigins) {
     if (origin === '*' || !/^https?:\/\/[^/]+$/.test(origin)) {
@@ -174,7 +194,8 @@ export function loadConfig(env: Env = process.env): Config {
     env: nodeEnv,
     port: int(env, 'PORT', 4000),
     host: env.HOST?.trim() || '127.0.0.1',
-    databaseUrl: env.DATABASE_URL?.trim() || undefined,
+    databaseUrl,
+    databaseDirectUrl,
     pgliteDir: env.PGLITE_DIR?.trim() || './.data/pglite',
     jwtSecret,
     devMode: !jwtSecret && nodeEnv !== 'production',
@@ -236,6 +257,7 @@ export function loadConfig(env: Env = process.env): Config {
       poolMax: int(env, 'STORAGE_DB_POOL_MAX', 20, 1),
       statementTimeoutMs: int(env, 'STORAGE_DB_STATEMENT_TIMEOUT_MS', 5000, 0),
       connectionTimeoutMs,
+      poolMode,
     },
     graphqlLimits: {
       maxDepth: int(env, 'STORAGE_GRAPHQL_MAX_DEPTH', 12, 1),

@@ -10,7 +10,7 @@ if (direction !== 'up' && direction !== 'down') {
 }
 const database = await openDatabase(loadConfig());
 try {
-  const steps = direction === 'up' ? await migrateToLatest(database.db) : await migrateDown(database.db);
+  const steps = direction === 'up' ? await database.withSession(migrateToLatest) : await database.withSession(migrateDown);
   process.stdout.write(steps.length > 0 ? steps.map((s) => `${s}\n`).join('') : 'nothing to do\n');
 } catch (error) {
   process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);

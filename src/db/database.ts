@@ -18,8 +18,16 @@ export interface DatabaseHandle {
   poolStats(): { total: number; idle: number; waiting: number };
   ping(): Promise<void>;
   close(): Promise<void>;
-  /** PostgreSQL: where a dedicated connection (the change feed's LISTEN, src/storage/feed-notifier.ts) connects. */
+  /**
+   * PostgreSQL: where a dedicated connection (the change feed's LISTEN, src/storage/feed-notifier.ts)
+   * connects: DATABASE_DIRECT_URL, else DATABASE_URL. Never a transaction pooler.
+   */
   connectionString?: string;
+  /**
+   * Runs work that needs one session across statements (migrations: a session-level lock): on the
+   * pool, or over one connection to DATABASE_DIRECT_URL when the pool is transaction-pooled.
+   */
+  withSession<T>(run: (db: Db) => Promise<T>): Promise<T>;
 }
 
 export type QueryObserver = (event: LogEvent) => void;
@@ -55,42 +63,72 @@ class PreparingClient extends pg.Client {
   }
 }
 
-export async function openDatabase(
-  config: Pick<Config, 'databaseUrl' | 'pgliteDir' | 'db'>,
-  observers: QueryObserver[] = [],
-): Promise<DatabaseHandle> {
+/** What openDatabase reads of the configuration (poolMode defaults to session, the direct URL to DATABASE_URL). */
+export interface DatabaseSettings {
+  databaseUrl: string | undefined;
+  databaseDirectUrl?: string | undefined;
+  pgliteDir: string;
+  db: Omit<Config['db'], 'poolMode'> & { poolMode?: Config['db']['poolMode'] };
+}
+
+function createPool(connectionString: string, db: DatabaseSettings['db'], transactionPooled: boolean, max: number): pg.Pool {
+  const pool = new pg.Pool({
+    // Behind a transaction-pooling PgBouncer consecutive statements of one client may reach different
+    // server connections: a statement prepared on one is missing (or already present) on another,
+    // so every statement runs unnamed there (parsed and planned on each call).
+    Client: transactionPooled ? pg.Client : PreparingClient,
+    connectionString,
+    max,
+    connectionTimeoutMillis: db.connectionTimeoutMs || undefined,
+    // A startup parameter: PgBouncer 1.18 refuses unknown ones and would not keep it per client
+    // anyway. In transaction mode the timeout is the server's (docs/operations.md, "Deployment":
+    // ALTER ROLE … SET statement_timeout, or PgBouncer's connect_query); the gateway sets none.
+    statement_timeout: (!transactionPooled && db.statementTimeoutMs) || undefined,
+    idleTimeoutMillis: 30_000,
+    // Byte counts are bigint but always below 2^53: read them as numbers on both backends.
+    types: {
+      getTypeParser: ((oid: number, format?: string) =>
+        oid === INT8_OID || oid === NUMERIC_OID
+          ? (v: string) => Number(v)
+          : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle client losing its server (restart) must not crash the process.
+  pool.on('error', () => undefined);
+  // Nor a checked-out one (between two statements of a transaction the pool has no listener on
+  // it): the error reaches the next query, and the pool drops the dead client on release.
+  pool.on('connect', (client) => client.on('error', () => undefined));
+  return pool;
+}
+
+export async function openDatabase(config: DatabaseSettings, observers: QueryObserver[] = []): Promise<DatabaseHandle> {
   const log = observers.length > 0 ? (event: LogEvent) => observers.forEach((o) => o(event)) : undefined;
   if (config.databaseUrl) {
-    const pool = new pg.Pool({
-      Client: PreparingClient,
-      connectionString: config.databaseUrl,
-      max: config.db.poolMax,
-      connectionTimeoutMillis: config.db.connectionTimeoutMs || undefined,
-      statement_timeout: config.db.statementTimeoutMs || undefined,
-      idleTimeoutMillis: 30_000,
-      // Byte counts are bigint but always below 2^53: read them as numbers on both backends.
-      types: {
-        getTypeParser: ((oid: number, format?: string) =>
-          oid === INT8_OID || oid === NUMERIC_OID
-            ? (v: string) => Number(v)
-            : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
-      },
-    });
-    // An idle client losing its server (restart) must not crash the process.
-    pool.on('error', () => undefined);
-    // Nor a checked-out one (between two statements of a transaction the pool has no listener on
-    // it): the error reaches the next query, and the pool drops the dead client on release.
-    pool.on('connect', (client) => client.on('error', () => undefined));
+    const transactionPooled = config.db.poolMode === 'transaction';
+    const directUrl = config.databaseDirectUrl ?? config.databaseUrl;
+    const pool = createPool(config.databaseUrl, config.db, transactionPooled, config.db.poolMax);
     const dialect = new PostgresDialect({ pool });
     // A span per statement when tracing is on (src/tracing); otherwise the dialect as it is.
     const db = new Kysely<Database>({ dialect: tracing()?.wrapDialect(dialect) ?? dialect, log });
     return {
       db,
       kind: 'postgres',
-      connectionString: config.databaseUrl,
+      connectionString: directUrl,
       poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
       ping: () => ping(db),
       close: () => db.destroy(),
+      async withSession(run) {
+        if (!transactionPooled) return run(db);
+        // Kysely's migrator holds a session-level advisory lock around its transaction: through a
+        // transaction pooler the lock, the transaction and the unlock could land on three server
+        // connections, and the lock would stay behind. One connection to PostgreSQL itself instead.
+        const direct = new Kysely<Database>({ dialect: new PostgresDialect({ pool: createPool(directUrl, config.db, false, 1) }), log });
+        try {
+          return await run(direct);
+        } finally {
+          await direct.destroy();
+        }
+      },
     };
   }
   const dir = config.pgliteDir;
@@ -106,6 +144,7 @@ export async function openDatabase(
     poolStats: () => ({ total: 1, idle: 1, waiting: 0 }),
     ping: () => ping(db),
     close: () => db.destroy(),
+    withSession: (run) => run(db),
   };
 }
 

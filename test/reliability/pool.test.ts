@@ -22,7 +22,7 @@ describe('database settings come from the environment', () => {
       STORAGE_DB_STATEMENT_TIMEOUT_MS: '1234',
       STORAGE_DB_CONNECTION_TIMEOUT_MS: '567',
     });
-    expect(config.db).toEqual({ poolMax: 3, statementTimeoutMs: 1234, connectionTimeoutMs: 567 });
+    expect(config.db).toEqual({ poolMax: 3, statementTimeoutMs: 1234, connectionTimeoutMs: 567, poolMode: 'session' });
   });
 
   it('refuses values that are not whole numbers in range', () => {

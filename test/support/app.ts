@@ -63,7 +63,12 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function startTestApp(env: Record<string, string> = {}, observers: QueryObserver[] = []): Promise<TestApp> {
+/** openDatabase: the gateway's database when not a fresh test database (e.g. one reached through PgBouncer). */
+export async function startTestApp(
+  env: Record<string, string> = {},
+  observers: QueryObserver[] = [],
+  opts: { openDatabase?: (config: Config) => Promise<TestDatabase> } = {},
+): Promise<TestApp> {
   const secret = randomBytes(32).toString('hex');
   const runnerToken = `runner-${randomBytes(12).toString('hex')}`;
   const config = loadConfig({
@@ -74,7 +79,7 @@ export async function startTestApp(env: Record<string, string> = {}, observers: 
     LOG_LEVEL: 'silent',
     ...env,
   });
-  const database = await openTestDatabase(observers, config.db.poolMax);
+  const database = opts.openDatabase ? await opts.openDatabase(config) : await openTestDatabase(observers, config.db.poolMax);
   const app = createApp({ config, database: database.handle, logger: createLogger(config.logLevel), jwtSecret: secret });
   const url = await app.listen(0, '127.0.0.1');
   const tenantId: string = randomUUID();

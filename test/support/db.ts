@@ -30,7 +30,7 @@ export function withFanOut<T>(db: DatabaseHandle['db'], run: (trx: DatabaseHandl
   });
 }
 
-async function assertCountersConsistent(handle: DatabaseHandle): Promise<void> {
+export async function assertCountersConsistent(handle: DatabaseHandle): Promise<void> {
   const rows = (await withFanOut(handle.db, recount)).rows;
   if (rows.length > 0) throw new Error(`usage counters differ from what is stored:\n${rows.map((r) => JSON.stringify(r)).join('\n')}`);
 }
