@@ -20,6 +20,7 @@ import type { Logger } from '../logger.js';
 import { mapDatabaseError, RateLimitedError, StorageError, UnavailableError } from '../storage/errors.js';
 import type { Caller, Principal } from '../storage/principal.js';
 import { Storage } from '../storage/storage.js';
+import { INSTALLS_CHANNEL } from '../storage/install-directory.js';
 import { createLocalFeedNotifier, createPgFeedNotifier, listenConnectionString, sendFeedWakeups, type FeedNotifier } from '../storage/feed-notifier.js';
 import { tracing as startedTracing } from '../tracing/index.js';
 import { BodyTooLargeError, isJsonMediaType, isUtf8Body, jsonNestingExceeds, MAX_REQUEST_JSON_DEPTH, readBody, refuseOverDeepDocuments } from './body.js';
@@ -134,18 +135,29 @@ export function createApp(opts: AppOptions): App {
   // Read once: undefined unless OTEL_EXPORTER_OTLP_ENDPOINT is set (src/tracing).
   const tracing = startedTracing();
   // One LISTEN connection per gateway on PostgreSQL; PGlite is one process.
-  const feedNotifier =
-    database.kind === 'postgres' && database.connectionString
-      ? createPgFeedNotifier({
-          connectionString: listenConnectionString(database.connectionString),
-          send: (payloads) => sendFeedWakeups(database.db, payloads),
-          log: logger,
-        })
-      : createLocalFeedNotifier();
+  const listens = database.kind === 'postgres' && !!database.connectionString;
+  const feedNotifier = listens
+    ? createPgFeedNotifier({
+        connectionString: listenConnectionString(database.connectionString!),
+        send: (payloads) => sendFeedWakeups(database.db, payloads),
+        log: logger,
+        // Install changes, on the same LISTEN connection (src/storage/install-directory.ts).
+        channels: [
+          {
+            channel: INSTALLS_CHANNEL,
+            onNotify: (id) => storage.installCache.forget(id),
+            onListening: () => storage.installCache.resume(),
+            onLost: () => storage.installCache.suspend(),
+          },
+        ],
+      })
+    : createLocalFeedNotifier();
   // Aborted when the server closes: every subscription stream ends cleanly (`complete`).
   const shutdown = new AbortController();
   const feed = { notifier: feedNotifier, shutdown: shutdown.signal };
   const storage = new Storage(database.db, config, { ...metrics.storageHooks, onChanged: (tenantId, installId) => feedNotifier.notify(tenantId, installId) });
+  // Until the LISTEN connection is in place, install changes could be missed: no install cache.
+  if (listens) storage.installCache.suspend();
   const authenticator = createAuthenticator({
     jwtSecret: opts.jwtSecret,
     runnerTokens: config.runnerTokens,

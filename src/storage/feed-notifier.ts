@@ -8,6 +8,9 @@
  * and wakes the subscribers of that install, which then page Storage.changes from their own cursor:
  * the durable log is the truth, a notification is only a wake-up (subscribers also poll, in case
  * one was lost). PGlite is one process: its wake-ups stay in process.
+ *
+ * The same LISTEN connection carries other channels (`channels`: the install cache's invalidations,
+ * src/storage/install-directory.ts): one LISTEN connection per gateway, whatever listens on it.
  */
 import { sql } from 'kysely';
 import pg from 'pg';
@@ -32,6 +35,17 @@ export interface FeedNotifier {
 }
 
 type Log = { warn(obj: object, msg: string): void };
+
+/** Another channel on the gateway's LISTEN connection. */
+export interface ChannelListener {
+  channel: string;
+  /** A notification on the channel (its payload, '' when it has none). */
+  onNotify(payload: string): void;
+  /** The connection listens (again): whatever was sent while it was down was not received. */
+  onListening?(): void;
+  /** The connection is lost (or not yet in place): notifications may be missed until onListening. */
+  onLost?(): void;
+}
 
 const keyOf = (tenantId: string, installId: string) => `${tenantId}/${installId}`;
 
@@ -82,6 +96,8 @@ export interface PgNotifierOptions {
   /** Runs `SELECT pg_notify(...)` on the shared pool. */
   send(payloads: string[]): Promise<void>;
   log: Log;
+  /** Channels besides the feed's, on the same LISTEN connection. */
+  channels?: ChannelListener[];
   /** Backoff bounds of the LISTEN connection's reconnects. */
   minBackoffMs?: number;
   maxBackoffMs?: number;
@@ -98,6 +114,8 @@ export function createPgFeedNotifier(opts: PgNotifierOptions): FeedNotifier {
   let client: pg.Client | null = null;
   let retryTimer: NodeJS.Timeout | null = null;
   let backoff = minBackoff;
+  const others = new Map((opts.channels ?? []).map((l) => [l.channel, l]));
+  const listenSql = [FEED_CHANNEL, ...others.keys()].map((channel) => `LISTEN ${channel}`).join('; ');
 
   const flush = () => {
     flushing = false;
@@ -119,20 +137,24 @@ export function createPgFeedNotifier(opts: PgNotifierOptions): FeedNotifier {
       if (client === c) client = null;
       c.removeAllListeners('notification');
       c.end().catch(() => undefined);
+      for (const l of others.values()) l.onLost?.();
       if (closed) return;
-      if (error) opts.log.warn({ err: { message: (error as Error)?.message } }, 'change-feed LISTEN connection lost; reconnecting');
+      if (error) opts.log.warn({ err: { message: (error as Error)?.message } }, 'LISTEN connection lost; reconnecting');
       retryTimer = setTimeout(connect, backoff);
       backoff = Math.min(maxBackoff, backoff * 2);
     };
     c.on('error', fail);
     c.on('end', () => fail());
     c.on('notification', (msg) => {
-      if (msg.channel === FEED_CHANNEL && msg.payload) watchers.wake(msg.payload);
+      if (msg.channel === FEED_CHANNEL) {
+        if (msg.payload) watchers.wake(msg.payload);
+      } else others.get(msg.channel)?.onNotify(msg.payload ?? '');
     });
     c.connect()
-      .then(() => c.query(`LISTEN ${FEED_CHANNEL}`))
+      .then(() => c.query(listenSql))
       .then(() => {
         backoff = minBackoff;
+        for (const l of others.values()) l.onListening?.();
         // Whatever was committed while this connection was down was not announced to it.
         watchers.wakeAll();
       })

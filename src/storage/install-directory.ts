@@ -27,10 +27,39 @@ export function page<T>(items: T[], hasNextPage: boolean, cursorOf: (item: T) =>
 /** A cached install used after this share of installCacheMs is re-read in the background. */
 const REFRESH_AFTER = 0.75;
 
+/** The cache is dropped whole when it holds this many installs. */
+const MAX_ENTRIES = 10_000;
+
+/**
+ * Install changes reach every gateway instance's cache (README, "Install changes"): upsertInstall
+ * sends `pg_notify('ext_storage_installs', '<install id>')` inside its transaction (so it is
+ * delivered on commit, and only then), and every instance's LISTEN connection (feed-notifier.ts)
+ * forgets that install. While that connection is down the cache is not used, and it is dropped
+ * when the connection listens again, so an invalidation missed meanwhile is never missed for good.
+ */
+export const INSTALLS_CHANNEL = 'ext_storage_installs';
+
+/** How the LISTEN connection steers this process's install cache. */
+export interface InstallCacheControl {
+  /** Another instance (or this one) changed this install: the next lookup reads it. */
+  forget(id: string): void;
+  /** Invalidations may be missed from now on: lookups read the database until resume(). */
+  suspend(): void;
+  /** Invalidations arrive again: drop everything cached and cache again. */
+  resume(): void;
+}
+
 type InstallRow = Parameters<typeof toInstall>[0];
 
-export class InstallDirectory {
-  private readonly cache = new Map<string, { install: Install | undefined; fetchedAt: number; refreshing: boolean }>();
+/** A cache entry; `forgotten` marks one invalidated at fetchedAt (a read that started earlier may not replace it). */
+type Entry = { install: Install | undefined; fetchedAt: number; refreshing: boolean; forgotten?: true };
+
+export class InstallDirectory implements InstallCacheControl {
+  private readonly cache = new Map<string, Entry>();
+  /** False while invalidations may be missed (PostgreSQL: the LISTEN connection is not in place). */
+  private caching = true;
+  /** Reads that started before this were dropped with the whole cache: they are not cached. */
+  private clearedAt = -Infinity;
 
   constructor(
     private readonly db: Db,
@@ -40,7 +69,8 @@ export class InstallDirectory {
   /**
    * Install lookups: memoised per request (caller.installs) and cached in this process for
    * `installCacheMs` (0 turns it off). An upsert through this instance refreshes its entry at
-   * once; other instances see a change within installCacheMs.
+   * once; other instances forget theirs when its notification arrives (INSTALLS_CHANNEL), and
+   * never serve one older than installCacheMs in any case.
    */
   load(caller: Caller | null, id: string): Promise<Install | undefined> {
     const memo = caller?.installs;
@@ -57,10 +87,10 @@ export class InstallDirectory {
 
   private async fetch(id: string): Promise<Install | undefined> {
     const ttl = this.settings.installCacheMs ?? 0;
-    if (ttl <= 0) return (await findInstalls(this.db, [id])).get(id);
+    if (ttl <= 0 || !this.caching) return (await findInstalls(this.db, [id])).get(id);
     const now = performance.now();
     const cached = this.cache.get(id);
-    if (cached && now - cached.fetchedAt < ttl) {
+    if (cached && !cached.forgotten && now - cached.fetchedAt < ttl) {
       // A hot entry is re-read in the background before it expires, so its requests never wait
       // for the lookup; an entry is never served older than installCacheMs.
       if (!cached.refreshing && now - cached.fetchedAt > ttl * REFRESH_AFTER) {
@@ -78,11 +108,36 @@ export class InstallDirectory {
     const fetchedAt = performance.now();
     const install = (await findInstalls(this.db, [id])).get(id);
     const current = this.cache.get(id);
-    // An upsert through this instance (which stamps the entry) or a newer read wins over this one.
-    if (current && current.fetchedAt > fetchedAt) return install;
-    if (this.cache.size >= 10_000) this.cache.clear();
+    // An upsert through this instance (which stamps the entry), an invalidation or a newer read
+    // wins over this one.
+    if (!this.caching || fetchedAt <= this.clearedAt || (current && current.fetchedAt >= fetchedAt)) return install;
+    if (this.cache.size >= MAX_ENTRIES) {
+      // Dropped like on a reconnect: the marks of forgotten installs go too, so this read is not kept.
+      this.dropAll();
+      return install;
+    }
     this.cache.set(id, { install, fetchedAt, refreshing: false });
     return install;
+  }
+
+  forget(id: string): void {
+    // A mark, not a delete: a read of this install already under way may have read the old row.
+    if (this.cache.size >= MAX_ENTRIES) this.dropAll();
+    this.cache.set(id, { install: undefined, fetchedAt: performance.now(), refreshing: false, forgotten: true });
+  }
+
+  suspend(): void {
+    this.caching = false;
+  }
+
+  resume(): void {
+    this.dropAll();
+    this.caching = true;
+  }
+
+  private dropAll(): void {
+    this.clearedAt = performance.now();
+    this.cache.clear();
   }
 
   async upsert(caller: Caller, input: UpsertInstallInput): Promise<Install> {
@@ -126,6 +181,8 @@ export class InstallDirectory {
         .onConflict((oc) => oc.columns(['tenant_id', 'install_id']).doNothing())
         .execute();
       await appendAuditEvent(trx, { tenantId, installId: id }, { operation: 'upsertInstall', namespace: null, actor: p.actor, requestId: caller.requestId });
+      // Delivered when this transaction commits, and only then: every instance forgets its copy.
+      await sql`SELECT pg_notify(${INSTALLS_CHANNEL}, ${id})`.execute(trx);
       return toInstall(row as InstallRow);
     });
     caller.installs?.set(id, Promise.resolve(install));

@@ -14,7 +14,7 @@ import { exportLines } from './export.js';
 import { decodeGlobalId, type GlobalRef } from './global-id.js';
 import { ImportRefusedError, importInstall, type ImportMode, type ImportOutcome } from './import.js';
 import { installsWithExpiredRecords, type InstallRef } from './sweep.js';
-import { InstallDirectory, page, type Page } from './install-directory.js';
+import { InstallDirectory, page, type InstallCacheControl, type Page } from './install-directory.js';
 import { authorize, type Install, type InstallScope, type Need, type UpsertInstallInput } from './installs.js';
 import { checkKey, checkKeysPerRead, checkNamespace, checkPageSize } from './limits.js';
 import { normalizeId, type Caller } from './principal.js';
@@ -109,6 +109,11 @@ export class Storage {
   }
 
   // ---------------------------------------------------------------- installs and access
+
+  /** This process's install cache, as install-change notifications steer it. */
+  get installCache(): InstallCacheControl {
+    return this.installs;
+  }
 
   loadInstall(caller: Caller | null, id: string): Promise<Install | undefined> {
     return this.installs.load(caller, id);
