@@ -5,7 +5,7 @@
  */
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
-import { endpoint, Progress } from './progress.js';
+import { endpoint, Progress, runCommand } from './progress.js';
 
 const usage = 'usage: npm run export -- --url http://... --token ADMIN_TOKEN --install <uuid> > file.ndjson';
 
@@ -45,12 +45,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n${usage}\n`);
-    process.exitCode = 2;
-  },
-);
+runCommand(main, usage);

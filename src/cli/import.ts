@@ -5,7 +5,7 @@
  */
 import { fstatSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { endpoint, Progress } from './progress.js';
+import { endpoint, Progress, runCommand } from './progress.js';
 
 const usage = 'usage: npm run import -- --url http://... --token ADMIN_TOKEN --install <uuid> [--mode merge|replace] < file.ndjson';
 
@@ -50,12 +50,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n${usage}\n`);
-    process.exitCode = 2;
-  },
-);
+runCommand(main, usage);

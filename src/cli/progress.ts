@@ -61,3 +61,16 @@ export function endpoint(url: string | undefined, install: string | undefined, w
   if (!url || !install) throw new Error('--url and --install are required');
   return `${url.replace(/\/+$/, '')}/api/admin/installs/${encodeURIComponent(install)}/${what}`;
 }
+
+/** Runs an operator command: its exit code, or 2 with the message and the usage when it throws. */
+export function runCommand(main: () => Promise<number>, usage: string): void {
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n${usage}\n`);
+      process.exitCode = 2;
+    },
+  );
+}

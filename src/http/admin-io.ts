@@ -5,23 +5,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Authenticator } from '../auth/credentials.js';
 import { credentialHeadersOf } from '../auth/credentials.js';
-import { ForbiddenError, mapDatabaseError, StorageError, UnavailableError, type StorageErrorCode } from '../storage/errors.js';
+import { ForbiddenError, mapDatabaseError, StorageError, UnavailableError } from '../storage/errors.js';
 import { normalizeId, type Caller } from '../storage/principal.js';
 import { ImportRefusedError, type Storage } from '../storage/storage.js';
-import { sendJson } from './respond.js';
+import { sendJson, STORAGE_ERROR_HTTP } from './respond.js';
 
 export const ADMIN_IO_RE = /^\/api\/admin\/installs\/([^/]+)\/(export|import)$/;
 
 /** Bytes gathered before a write to the socket (lines are small; one write each would cost more). */
 const CHUNK_BYTES = 64 * 1024;
 
-const STATUS: Partial<Record<StorageErrorCode, [number, string]>> = {
-  VALIDATION_FAILED: [400, 'VALIDATION_FAILED'],
-  LIMIT_EXCEEDED: [400, 'LIMIT_EXCEEDED'],
-  QUOTA_EXCEEDED: [429, 'QUOTA_EXCEEDED'],
-  UNAUTHENTICATED: [401, 'UNAUTHORIZED'],
-  FORBIDDEN: [403, 'FORBIDDEN'],
-};
 
 export interface AdminIoDeps {
   storage: Storage;
@@ -101,8 +94,8 @@ export async function handleAdminIo(req: IncomingMessage, res: ServerResponse, p
       fail(503, 'INTERNAL_ERROR', mapped.message);
       return;
     }
-    if (mapped instanceof StorageError && STATUS[mapped.code]) {
-      const [status, code] = STATUS[mapped.code]!;
+    if (mapped instanceof StorageError && mapped.code !== 'INTERNAL') {
+      const [status, code] = STORAGE_ERROR_HTTP[mapped.code];
       fail(status, code, mapped.message, mapped instanceof ImportRefusedError ? { line: mapped.line } : null);
       return;
     }

@@ -1,6 +1,24 @@
 import type { ServerResponse } from 'node:http';
 import { processRegularResult, type Plugin } from 'graphql-yoga';
 import Negotiator from 'negotiator';
+import type { StorageErrorCode } from '../storage/errors.js';
+
+/**
+ * HTTP status and error code of each storage error on the JSON doors (the Runner's REST protocol,
+ * the admin export and import): one table for both.
+ */
+export const STORAGE_ERROR_HTTP: Record<StorageErrorCode, [number, string]> = {
+  VALIDATION_FAILED: [400, 'VALIDATION_FAILED'],
+  LIMIT_EXCEEDED: [400, 'LIMIT_EXCEEDED'],
+  QUOTA_EXCEEDED: [429, 'QUOTA_EXCEEDED'],
+  REVISION_MISMATCH: [409, 'REVISION_MISMATCH'],
+  NOT_FOUND: [404, 'NOT_FOUND'],
+  UNAUTHENTICATED: [401, 'UNAUTHORIZED'],
+  FORBIDDEN: [403, 'FORBIDDEN'],
+  RATE_LIMITED: [429, 'RATE_LIMITED'],
+  CURSOR_EXPIRED: [410, 'CURSOR_EXPIRED'],
+  INTERNAL: [500, 'INTERNAL_ERROR'],
+};
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);

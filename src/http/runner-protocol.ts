@@ -13,7 +13,6 @@ import {
   UnavailableError,
   ValidationFailedError,
   mapDatabaseError,
-  type StorageErrorCode,
 } from '../storage/errors.js';
 import type { Principal } from '../storage/principal.js';
 import type { StoredRecord } from '../storage/records.js';
@@ -21,7 +20,7 @@ import type { BulkPutItem, CommitCheckInput, CommitOperationInput, Storage } fro
 import { MAX_JSON_DEPTH } from '../storage/limits.js';
 import { BodyTooLargeError, isUtf8Body, jsonNestingExceeds, MAX_REQUEST_JSON_DEPTH, readBody } from './body.js';
 import { clipForLog } from './log-fields.js';
-import { sendJson } from './respond.js';
+import { sendJson, STORAGE_ERROR_HTTP } from './respond.js';
 
 export const RUNNER_PATH = '/api/internal/ext-storage/install/';
 
@@ -50,18 +49,6 @@ class ProtocolError extends Error {
   }
 }
 
-const STATUS: Record<StorageErrorCode, [number, string]> = {
-  VALIDATION_FAILED: [400, 'VALIDATION_FAILED'],
-  LIMIT_EXCEEDED: [400, 'LIMIT_EXCEEDED'],
-  QUOTA_EXCEEDED: [429, 'QUOTA_EXCEEDED'],
-  REVISION_MISMATCH: [409, 'REVISION_MISMATCH'],
-  NOT_FOUND: [404, 'NOT_FOUND'],
-  UNAUTHENTICATED: [401, 'UNAUTHORIZED'],
-  FORBIDDEN: [403, 'FORBIDDEN'],
-  RATE_LIMITED: [429, 'RATE_LIMITED'],
-  CURSOR_EXPIRED: [410, 'CURSOR_EXPIRED'],
-  INTERNAL: [500, 'INTERNAL_ERROR'],
-};
 
 function details(error: StorageError): unknown {
   if (error instanceof CommitConflictError) {
@@ -297,7 +284,7 @@ export async function handleRunnerRequest(req: IncomingMessage, res: ServerRespo
       return;
     }
     if (mapped instanceof StorageError) {
-      const [status, code] = mapped instanceof BadInputError ? [400, 'VALIDATION_FAILED'] : STATUS[mapped.code];
+      const [status, code] = mapped instanceof BadInputError ? [400, 'VALIDATION_FAILED'] : STORAGE_ERROR_HTTP[mapped.code];
       const headers: Record<string, string> = {};
       if (status === 429 && 'retryAfterSeconds' in mapped) headers['retry-after'] = String(mapped.retryAfterSeconds);
       sendError(status, code, mapped.message, details(mapped), headers);
