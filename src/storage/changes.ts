@@ -64,12 +64,14 @@ export async function feedHead(db: Db, scope: Scope): Promise<FeedHead> {
 }
 
 /**
- * Up to `first` changes after `after` that match the filter, scanning at most `window` changes
+ * Up to `first` changes after `after` (null: after the retention point, i.e. from the oldest
+ * retained change, decided in the same snapshot) that match the filter, scanning at most `window` changes
  * (positions are dense, so the window is a range of the primary key and the work is bounded
  * whatever the filter matches). Without a lock row the install has no change yet.
  */
-export async function scanChanges(db: Db, scope: Scope, after: number, first: number, window: number, filter: ChangeFilter): Promise<ChangeScan> {
-  const conditions = [sql`c.seq > ${after}`, sql`c.seq <= ${after + window}`];
+export async function scanChanges(db: Db, scope: Scope, after: number | null, first: number, window: number, filter: ChangeFilter): Promise<ChangeScan> {
+  const from = after === null ? sql`h.pruned` : sql`${after}::bigint`;
+  const conditions = [sql`c.seq > ${from}`, sql`c.seq <= ${from} + ${window}`];
   if (filter.namespace) conditions.push(sql`c.namespace = ${filter.namespace}`);
   if (filter.prefix) conditions.push(sql`starts_with(c.key, ${filter.prefix})`);
   if (filter.namespaces) conditions.push(sql`c.namespace = ANY(${[...filter.namespaces]}::text[])`);
@@ -97,6 +99,7 @@ export async function scanChanges(db: Db, scope: Scope, after: number, first: nu
   );
   if (found.length > first) return { head, pruned, changes, end: changes[changes.length - 1]!.seq, hasNextPage: true };
   // The page holds every match up to the end of its window, or of the feed.
-  const end = Math.max(after, Math.min(after + window, head));
+  const start = after ?? pruned;
+  const end = Math.max(start, Math.min(start + window, head));
   return { head, pruned, changes, end, hasNextPage: end < head };
 }

@@ -323,11 +323,10 @@ export class Storage {
       // Positions start at 0 (the head of an empty feed): a negative one was never given out.
       if (after !== null && after < 0) throw new BadInputError('malformed or foreign cursor');
       const allowed = caller.principal.kind === 'admin' ? null : scope.install.namespaces;
-      const scan = await scanChanges(this.db, scope, after ?? 0, first, this.settings.limits.changesScanWindow, { namespace, prefix: prefix || null, namespaces: allowed });
-      if (after !== null && after > scan.head) throw new BadInputError('malformed or foreign cursor');
-      if (after !== null && after < scan.pruned) throw new CursorExpiredError();
-      // Omitted `after`: from the oldest retained change (a page read before it started the scan at 0).
-      const result = after === null && scan.pruned > 0 ? await scanChanges(this.db, scope, scan.pruned, first, this.settings.limits.changesScanWindow, { namespace, prefix: prefix || null, namespaces: allowed }) : scan;
+      // Omitted `after`: from the oldest retained change.
+      const result = await scanChanges(this.db, scope, after, first, this.settings.limits.changesScanWindow, { namespace, prefix: prefix || null, namespaces: allowed });
+      if (after !== null && after > result.head) throw new BadInputError('malformed or foreign cursor');
+      if (after !== null && after < result.pruned) throw new CursorExpiredError();
       return {
         changes: result.changes.map((c) => ({ ...c, cursor: changeCursor(scope, c.seq) })),
         hasNextPage: result.hasNextPage,
