@@ -166,51 +166,45 @@ export function useCostLimits(opts: CostPluginOptions): Plugin {
     return evaluatePlan(plan, variables, { limits, namespaceBound });
   }
 
+  /**
+   * Prices an operation and charges its install (admins are not rate-limited): the price, or the
+   * refusal to answer (over a cost limit, rate-limited, or the shared limit failing closed).
+   */
+  async function charge(args: ExecutionArgs, ctx: GraphQLContext): Promise<{ price: Price; refusal?: undefined } | { refusal: GraphQLError }> {
+    const price = await priceOf(args, ctx);
+    const over = overLimit(price, config.cost);
+    if (over) return { refusal: queryTooCostly(over.limit, over.cost, over.max) };
+    const p = ctx.caller.principal;
+    if (p.kind !== 'admin') {
+      // The HTTP door took ADMISSION_UNITS when it let the request in; the price pays the rest.
+      const wait = await take(p.installId, rateUnits(price));
+      if (wait instanceof GraphQLError) return { refusal: wait };
+      if (wait > 0) {
+        opts.onRateLimited?.();
+        return { refusal: rateLimitedError(new RateLimitedError(wait)) };
+      }
+    }
+    return { price };
+  }
+
   return {
     /**
      * A subscription is priced and charged once, when it starts, as one event (a page read and a
      * change's record); its events are paced by the feed (src/storage/follow.ts).
      */
     async onSubscribe({ args, setResultAndStopExecution }) {
-      const ctx = args.contextValue as unknown as GraphQLContext;
-      const price = await priceOf(args, ctx);
-      const over = overLimit(price, config.cost);
-      if (over) {
-        setResultAndStopExecution({ errors: [queryTooCostly(over.limit, over.cost, over.max)] });
-        return;
-      }
-      const p = ctx.caller.principal;
-      if (p.kind !== 'admin') {
-        const wait = await take(p.installId, rateUnits(price));
-        if (wait instanceof GraphQLError) setResultAndStopExecution({ errors: [wait] });
-        else if (wait > 0) {
-          opts.onRateLimited?.();
-          setResultAndStopExecution({ errors: [rateLimitedError(new RateLimitedError(wait))] });
-        }
-      }
+      const charged = await charge(args, args.contextValue as unknown as GraphQLContext);
+      if (charged.refusal) setResultAndStopExecution({ errors: [charged.refusal] });
     },
     async onExecute({ args, setResultAndStopExecution }) {
       const ctx = args.contextValue as unknown as GraphQLContext;
-      const price = await priceOf(args, ctx);
-      const over = overLimit(price, config.cost);
-      if (over) {
-        setResultAndStopExecution({ errors: [queryTooCostly(over.limit, over.cost, over.max)] });
+      const charged = await charge(args, ctx);
+      if (charged.refusal) {
+        setResultAndStopExecution({ errors: [charged.refusal] });
         return;
       }
+      const { price } = charged;
       const p = ctx.caller.principal;
-      if (p.kind !== 'admin') {
-        // The HTTP door took ADMISSION_UNITS when it let the request in; the price pays the rest.
-        const wait = await take(p.installId, rateUnits(price));
-        if (wait instanceof GraphQLError) {
-          setResultAndStopExecution({ errors: [wait] });
-          return;
-        }
-        if (wait > 0) {
-          opts.onRateLimited?.();
-          setResultAndStopExecution({ errors: [rateLimitedError(new RateLimitedError(wait))] });
-          return;
-        }
-      }
       ctx.work.reservation = price.records > 0 ? reservationOf(price, await recordBound(ctx), ctx.requestBytes, config.cost.maxResponseBytes) : 0;
       return {
         onExecuteDone({ setResult }) {
