@@ -60,7 +60,7 @@ const ENTRY_POINT = 'ext_storage_write_v1(uuid, uuid, jsonb)';
  * at most one sweep, and a busy install's batch no longer removes 10 records per request in it
  * (which made puts behind an expired backlog twice as slow as without one: bench ttl-backlog).
  */
-const BATCH_FUNCTION = `CREATE OR REPLACE FUNCTION ext_storage_write_batch_v1(p_tenant_id uuid, p_install_id uuid, p_requests jsonb) RETURNS jsonb
+export const BATCH_FUNCTION = `CREATE OR REPLACE FUNCTION ext_storage_write_batch_v1(p_tenant_id uuid, p_install_id uuid, p_requests jsonb) RETURNS jsonb
   LANGUAGE plpgsql AS $fn$
 DECLARE
   v_answers jsonb := '[]';

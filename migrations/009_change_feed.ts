@@ -98,7 +98,7 @@ const RESULTS = `(SELECT coalesce(jsonb_agg(CASE WHEN e.op->>'kind' = 'delete' T
  * additions. `v_targets` holds only the live targets, so an expired record is absent everywhere,
  * as the contract says.
  */
-function WRITE_FUNCTION(): string {
+export function WRITE_FUNCTION(): string {
   return `CREATE OR REPLACE FUNCTION ext_storage_write_v1(p_tenant_id uuid, p_install_id uuid, p_request jsonb) RETURNS jsonb
   LANGUAGE plpgsql AS $fn$
 DECLARE

@@ -8,6 +8,7 @@ import * as m006 from './006_write_batch.js';
 import * as m007 from './007_write_set_based.js';
 import * as m008 from './008_commit_and_counters.js';
 import * as m009 from './009_change_feed.js';
+import * as m010 from './010_merged_batches.js';
 
 /** Every migration, in order. Names are recorded in kysely_migration; never rename one. */
 export const migrations: Record<string, Migration> = {
@@ -20,4 +21,5 @@ export const migrations: Record<string, Migration> = {
   '007_write_set_based': m007,
   '008_commit_and_counters': m008,
   '009_change_feed': m009,
+  '010_merged_batches': m010,
 };
