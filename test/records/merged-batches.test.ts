@@ -150,6 +150,22 @@ describe('a batch of independent writes runs as one write', () => {
     expect(strip(await changes(merged))).toEqual(strip(await changes(alone)));
     await t.database.assertCountersConsistent();
   });
+
+  it('a record named again starts the next run: each run merged, the later write sees the earlier', async () => {
+    const install = await t.createInstall();
+    const answers = await batch(install, [
+      request(1, [{ kind: 'put', key: 'a' }]),
+      request(2, [{ kind: 'put', key: 'b' }]),
+      request(3, [{ kind: 'put', key: 'a', ifRevision: 1 }]),
+      request(4, [{ kind: 'put', key: 'c' }]),
+      request(5, [{ kind: 'put', key: 'a', ifRevision: 2 }]),
+    ]);
+    expect(answers.map((a) => a.merged)).toEqual([true, true, true, true, undefined]);
+    expect(answers.map((a) => a.results![0]!.revision)).toEqual([1, 1, 2, 1, 3]);
+    expect(answers.map((a) => a.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect((await changes(install)).map((c) => `${c.key}@${c.actor}`)).toEqual(['a@actor-1', 'b@actor-2', 'a@actor-3', 'c@actor-4', 'a@actor-5']);
+    await t.database.assertCountersConsistent();
+  });
 });
 
 describe('a batch that is not independent runs one request at a time', () => {
