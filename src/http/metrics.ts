@@ -70,6 +70,17 @@ export function createMetrics(
     help: 'Expired records removed by the opportunistic sweep.',
     registers: [registry],
   });
+  const writeCallRequests = new client.Histogram({
+    name: 'ext_storage_write_call_requests',
+    help: 'Write requests carried by one call of the write function (the per-install combiner: 1 when an install is idle).',
+    buckets: [1, 2, 4, 8, 16, 32],
+    registers: [registry],
+  });
+  const writeMerged = new client.Counter({
+    name: 'ext_storage_write_merged_requests_total',
+    help: 'Write requests applied as part of a merged call (several independent requests of one install as one write).',
+    registers: [registry],
+  });
   const rateLimited = new client.Counter({
     name: 'ext_storage_rate_limited_total',
     help: 'Requests refused by the per-install rate limit.',
@@ -140,6 +151,10 @@ export function createMetrics(
       onQuotaPressure: (quota, threshold) => quotaPressure.inc({ quota, threshold: String(threshold) }),
       onValidationFailed: () => validationFailures.inc(),
       onTtlDeleted: (count) => ttlDeleted.inc(count),
+      onWriteCall(requests, merged) {
+        writeCallRequests.observe(requests);
+        if (merged > 0) writeMerged.inc(merged);
+      },
     },
   };
 }

@@ -62,6 +62,8 @@ export class WriteCombiner {
   constructor(
     private readonly db: Db,
     private readonly settings: CombinerSettings,
+    /** After each call of a lane (metrics): how many requests it carried, and how many of them were answered merged. */
+    private readonly onCall?: (requests: number, merged: number) => void,
   ) {}
 
   /** Runs one request (ext_storage_write_v1's JSON) for an install; resolves to that function's answer. */
@@ -71,7 +73,7 @@ export class WriteCombiner {
     const lane = this.lanes.get(id);
     if (lane) return this.wait(lane, request);
     this.lanes.set(id, []);
-    return this.single(tenantId, installId, request).finally(() => this.next(id, tenantId, installId));
+    return this.counted(this.single(tenantId, installId, request)).finally(() => this.next(id, tenantId, installId));
   }
 
   private wait(lane: Waiting[], request: string): Promise<unknown> {
@@ -120,7 +122,7 @@ export class WriteCombiner {
   private async send(tenantId: string, installId: string, batch: Waiting[]): Promise<void> {
     if (batch.length === 1) {
       const [only] = batch;
-      await this.single(tenantId, installId, only!.request).then(only!.resolve, only!.reject);
+      await this.counted(this.single(tenantId, installId, only!.request)).then(only!.resolve, only!.reject);
       return;
     }
     let answers: unknown[];
@@ -128,6 +130,7 @@ export class WriteCombiner {
       const query = CompiledQuery.raw(BATCH, [tenantId, installId, `[${batch.map((w) => w.request).join(',')}]`]);
       const { rows } = await this.db.executeQuery<{ result: unknown[] }>(query);
       answers = rows[0]!.result;
+      this.onCall?.(batch.length, answers.filter((a) => (a as { merged?: unknown } | null)?.merged === true).length);
     } catch (error) {
       if (!refusedAsFaulty(error)) {
         for (const w of batch) w.reject(error);
@@ -157,6 +160,11 @@ export class WriteCombiner {
         return rows[0]!.result;
       }, trx),
     );
+  }
+
+  /** A lone request's call, counted once it answered. */
+  private counted(call: Promise<unknown>): Promise<unknown> {
+    return this.onCall ? call.then((answer) => (this.onCall!(1, 0), answer)) : call;
   }
 
   private async single(tenantId: string, installId: string, request: string): Promise<unknown> {

@@ -35,6 +35,8 @@ export interface StorageHooks {
   onQuotaPressure?(quota: QuotaName, threshold: number): void;
   /** A write committed changes of this install (every door: called once, here, after a non-dry-run write). */
   onChanged?(tenantId: string, installId: string): void;
+  /** A call of the write function by the per-install combiner: requests it carried, and how many went merged (migration 010). */
+  onWriteCall?(requests: number, merged: number): void;
 }
 
 export type WriteResult = Array<StoredRecord | { deleted: boolean }>;
@@ -126,7 +128,7 @@ export class RecordWriter {
     private readonly settings: { sweepBatch: number; auditRetentionSeconds: number; changesRetentionSeconds: number; combine: CombinerSettings },
     private readonly hooks: StorageHooks,
   ) {
-    this.combiner = new WriteCombiner(db, settings.combine);
+    this.combiner = new WriteCombiner(db, settings.combine, hooks.onWriteCall ? (requests, merged) => hooks.onWriteCall!(requests, merged) : undefined);
   }
 
   async write(caller: Caller, scope: InstallScope, cmd: WriteCommand): Promise<Written> {

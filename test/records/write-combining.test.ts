@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WriteCombiner } from '../../src/storage/write-combiner.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { backend } from '../support/db.js';
+import { delta, scrape } from '../observability/prometheus.js';
 import { extensionClient, type Result } from './client.js';
 
 const statements: string[] = [];
@@ -31,7 +32,9 @@ describe('concurrent writes of one install', () => {
   it('share calls: 40 racing puts take fewer calls than writes, each answered with its own revision and value', async () => {
     const c = await extensionClient(t);
     const since = statements.length;
+    const before = await scrape(t.url);
     const results = await Promise.all(Array.from({ length: 40 }, (_, writer) => c.put({ namespace: 'shared', key: 'k', value: { writer } })));
+    const after = await scrape(t.url);
     expect(results.every((r) => r.__typename === 'PutRecordSuccess')).toBe(true);
     expect(results.map((r) => r.record.revision as number).sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
     results.forEach((r: Result, writer) => expect(r.record.value).toEqual({ writer }));
@@ -41,7 +44,21 @@ describe('concurrent writes of one install', () => {
       const calls = writeCalls(since);
       expect(calls.batch, 'some writes went together').toBeGreaterThan(0);
       expect(calls.single + calls.batch, 'fewer calls than writes').toBeLessThan(40);
+      // The metrics see the same calls: 40 requests over that many calls.
+      expect(delta(before, after, 'ext_storage_write_call_requests_sum')).toBe(40);
+      expect(delta(before, after, 'ext_storage_write_call_requests_count')).toBe(calls.single + calls.batch);
     }
+  });
+
+  it('merge independent writes: 40 racing puts of distinct keys, fewer calls, each answered and numbered on its own', async () => {
+    const c = await extensionClient(t);
+    const before = await scrape(t.url);
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => c.put({ namespace: 'spread', key: `k${i}`, value: i })));
+    const after = await scrape(t.url);
+    results.forEach((r, i) => expect(r).toMatchObject({ __typename: 'PutRecordSuccess', record: { key: `k${i}`, revision: 1, value: i } }));
+    expect(delta(before, after, 'ext_storage_write_call_requests_sum')).toBe(40);
+    if (backend === 'postgres') expect(delta(before, after, 'ext_storage_write_merged_requests_total'), 'some went merged').toBeGreaterThan(0);
+    expect((await c.usage('spread')).namespace.keyCount).toBe(40);
   });
 
   it('answer each on its own: of 30 racing writes of new keys under a quota of 10 keys, exactly 10 succeed and the rest are QuotaExceeded', async () => {
