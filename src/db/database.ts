@@ -8,6 +8,7 @@ import { PGliteDialect } from 'kysely-pglite-dialect';
 import type { Config } from '../config.js';
 import { tracing } from '../tracing/index.js';
 import type { Database } from './tables.js';
+import { parseUtcTimestamp } from './timestamps.js';
 
 export type Db = Kysely<Database>;
 
@@ -34,6 +35,9 @@ export type QueryObserver = (event: LogEvent) => void;
 
 const INT8_OID = 20;
 const NUMERIC_OID = 1700;
+const TIMESTAMPTZ_OID = 1184;
+/** timestamptz: the common UTC form read directly, anything else by pg's own parser (src/db/timestamps.ts). */
+const parseTimestamptz = parseUtcTimestamp(pg.types.getTypeParser(TIMESTAMPTZ_OID, 'text') as (text: string) => unknown);
 
 /** Named statements one connection keeps at most; further texts run unnamed (parsed each time). */
 const MAX_PREPARED_PER_CONNECTION = 256;
@@ -90,7 +94,9 @@ function createPool(connectionString: string, db: DatabaseSettings['db'], transa
       getTypeParser: ((oid: number, format?: string) =>
         oid === INT8_OID || oid === NUMERIC_OID
           ? (v: string) => Number(v)
-          : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+          : oid === TIMESTAMPTZ_OID && format !== 'binary'
+            ? parseTimestamptz
+            : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
     },
   });
   // An idle client losing its server (restart) must not crash the process.
