@@ -158,7 +158,8 @@ BEGIN
                          'actor', r.value->'actor', 'operation', r.value->'operation', 'requestId', r.value->'requestId')) ORDER BY r.n, o.n), '[]')
                   FROM jsonb_array_elements(v_run) WITH ORDINALITY AS r(value, n)
                  CROSS JOIN LATERAL jsonb_array_elements(r.value->'ops') WITH ORDINALITY AS o(value, n)),
-        'schemas', (SELECT coalesce(jsonb_agg(s.value), '[]')
+        -- Each namespace's expected version once (the function reads the active version per entry).
+        'schemas', (SELECT coalesce(jsonb_agg(DISTINCT s.value), '[]')
                       FROM jsonb_array_elements(v_run) AS r(value)
                      CROSS JOIN LATERAL jsonb_array_elements(coalesce(r.value->'schemas', '[]')) AS s(value))));
     END IF;
