@@ -88,11 +88,15 @@ describe('the compiled server (what `npm start` runs)', () => {
   });
 
   it('says in its start-up log line which Node runs it (not on /healthz, which anyone reaching the port may read)', async () => {
-    const listening = output
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as { msg?: string; node?: string })
-      .find((line) => line.msg === 'listening');
+    // Log lines go out in blocks, at the latest 200 ms after they were logged (src/logger.ts).
+    const listeningLine = () =>
+      output
+        .split('\n')
+        .filter((line) => line.startsWith('{') && line.endsWith('}'))
+        .map((line) => JSON.parse(line) as { msg?: string; node?: string })
+        .find((line) => line.msg === 'listening');
+    await expect.poll(listeningLine, { timeout: 5_000 }).toBeDefined();
+    const listening = listeningLine();
     expect(listening?.node).toBe(pinned);
     const health = await fetch(`${url}/healthz`);
     expect(health.status).toBe(200);
