@@ -282,3 +282,55 @@ describe('quotas are decided in arrival order', () => {
     await t.database.assertCountersConsistent();
   });
 });
+
+describe('random batches answer exactly as their requests one at a time', () => {
+  it('200 batches of puts, deletes and stale revisions over few keys and tight quotas, on twin installs', async () => {
+    const merged = await t.createInstall();
+    const alone = await t.createInstall();
+    // Every other batch under tight quotas (they are hit, and the merged call often goes one at a time), the others roomy.
+    const tight = { namespaces: 2, keys: 3, bytes: 500 };
+    const roomy = { namespaces: 3, keys: 100, bytes: 100_000 };
+    let seed = 12345;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const shape = (a: Answer) =>
+      a.ok
+        ? { ok: true, seq: a.seq, results: a.results!.map((r) => ('deleted' in r ? { deleted: r.deleted } : { revision: r.revision })) }
+        : { error: a.error, quota: a.quota ?? null };
+    let mergedAnswers = 0;
+    for (let b = 0; b < 200; b++) {
+      const requests = Array.from({ length: 1 + random(6) }, (_, n) => {
+        const ops: Op[] = [];
+        const used = new Set<string>();
+        for (let o = 0; o <= random(2); o++) {
+          const namespace = ['a', 'b', 'c'][random(3)]!;
+          const key = `k${random(6)}`;
+          if (used.has(`${namespace}/${key}`)) continue;
+          used.add(`${namespace}/${key}`);
+          const ifRevision = random(12) === 0 ? random(3) : null;
+          ops.push(random(3) === 0 ? { kind: 'delete', namespace, key, ifRevision } : { kind: 'put', namespace, key, ifRevision, value: 'v'.repeat(random(120)) });
+        }
+        return request(b * 10 + n, ops, { quota: b % 2 === 0 ? tight : roomy });
+      });
+      const together = await batch(merged, requests);
+      mergedAnswers += together.filter((a) => a.merged).length;
+      const oneByOne: Answer[] = [];
+      for (const r of requests) oneByOne.push(...(await batch(alone, [r])));
+      expect(together.map(shape), `batch ${b}`).toEqual(oneByOne.map(shape));
+    }
+    // The runs did go merged, often: the comparison is not only of the one-at-a-time path with itself.
+    expect(mergedAnswers).toBeGreaterThan(100);
+    const stored = async (install: { tenantId: string; id: string }) =>
+      (
+        await sql<{ namespace: string; key: string; revision: number; value: unknown }>`
+          SELECT namespace, key, revision, value FROM ext_storage_records
+           WHERE tenant_id = ${install.tenantId}::uuid AND install_id = ${install.id}::uuid ORDER BY namespace, key`.execute(t.database.handle.db)
+      ).rows;
+    expect(await stored(merged)).toEqual(await stored(alone));
+    const strip = (rows: Array<{ seq: number; key: string; operation: string }>) => rows.map(({ seq, key, operation }) => ({ seq, key, operation }));
+    expect(strip(await changes(merged))).toEqual(strip(await changes(alone)));
+    await t.database.assertCountersConsistent();
+  });
+});
