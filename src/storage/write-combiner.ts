@@ -68,7 +68,7 @@ export class WriteCombiner {
 
   /** Runs one request (ext_storage_write_v1's JSON) for an install; resolves to that function's answer. */
   write(tenantId: string, installId: string, request: string): Promise<unknown> {
-    if (this.settings.maxRequests <= 1) return this.single(tenantId, installId, request);
+    if (this.settings.maxRequests <= 1) return this.counted(this.single(tenantId, installId, request));
     const id = `${tenantId}/${installId}`;
     const lane = this.lanes.get(id);
     if (lane) return this.wait(lane, request);
@@ -138,7 +138,7 @@ export class WriteCombiner {
       }
       // Nothing of the batch was applied, and the fault is in a request: each alone, so only that one fails.
       for (const w of batch) {
-        const alone = w.inContext ? w.inContext(() => this.single(tenantId, installId, w.request)) : this.single(tenantId, installId, w.request);
+        const alone = this.counted(w.inContext ? w.inContext(() => this.single(tenantId, installId, w.request)) : this.single(tenantId, installId, w.request));
         await alone.then(w.resolve, w.reject);
       }
       return;

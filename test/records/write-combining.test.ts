@@ -105,7 +105,10 @@ describe('the combiner on its own, against the real database', () => {
 
   it('a batch the database refuses as a whole is retried one request at a time: only the faulty request fails', async () => {
     const install = await t.createInstall();
-    const combiner = new WriteCombiner(t.database.handle.db, { maxRequests: 32, maxBytes: 1 << 20, maxWaitMs: 0 });
+    const counted: Array<[number, number]> = [];
+    const combiner = new WriteCombiner(t.database.handle.db, { maxRequests: 32, maxBytes: 1 << 20, maxWaitMs: 0 }, (requests, merged) =>
+      counted.push([requests, merged]),
+    );
     const since = statements.length;
     // The first goes alone at once; the next three wait for it and go as one batch, which the
     // database refuses (a byte count that is not a number), so each is then sent alone.
@@ -118,6 +121,12 @@ describe('the combiner on its own, against the real database', () => {
     expect(answers.map((a) => a.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
     for (const a of answers) if (a.status === 'fulfilled') expect(a.value).toMatchObject({ ok: true, results: [{ revision: 1 }] });
     expect(writeCalls(since)).toEqual({ single: 1 + 3, batch: 1 });
+    // The metrics count answered calls: the first, and the two sent alone again that succeeded (not the refused batch, nor the faulty request).
+    expect(counted).toEqual([
+      [1, 0],
+      [1, 0],
+      [1, 0],
+    ]);
     const keys = await t.database.handle.db
       .selectFrom('ext_storage_records')
       .select('key')
