@@ -131,7 +131,17 @@ export async function createPostgresDatabase(): Promise<{ name: string; url: str
     name,
     url: databaseUrl(name),
     async drop() {
-      await onNode(adminUrl, (c) => inCluster(c, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+      // On Citus, FORCE ends the coordinator's sessions, but a worker can still hold, for a moment,
+      // a connection a distributed statement opened there ("being accessed by other users", 55006).
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await onNode(adminUrl, (c) => inCluster(c, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+          return;
+        } catch (error) {
+          if (!onCitus || (error as { code?: string }).code !== '55006' || attempt >= 20) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 250));
+        }
+      }
     },
   };
 }
