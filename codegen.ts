@@ -17,6 +17,7 @@ const config: CodegenConfig = {
       presetConfig: {
         // The client reads whole results; masking only helps component trees.
         fragmentMasking: false,
+        persistedDocuments: { mode: 'embedHashInDocument', hashAlgorithm: 'sha256' },
       },
       config: {
         // Documents as plain strings: the client needs no graphql-js at run time (browser bundle).

@@ -19,7 +19,9 @@
  * Flags (or env): --seconds (alias --duration)/BENCH_DURATION seconds per run (6), --warmup/BENCH_WARMUP (1),
  * --connections/BENCH_CONNECTIONS (16), --only/BENCH_SCENARIOS (comma list of scenario names; put-guards-off
  * runs only when named), --profile/BENCH_CPU_PROF=1 (writes a .cpuprofile of the gateway and prints where its
- * CPU went), --backlog-records/BENCH_TTL_BACKLOG_RECORDS (100000), --backlog-put-seconds/BENCH_TTL_PUT_SECONDS (3).
+ * CPU went), --backlog-records/BENCH_TTL_BACKLOG_RECORDS (100000), --backlog-put-seconds/BENCH_TTL_PUT_SECONDS (3),
+ * --documents/BENCH_DOCUMENTS (hash: the gateway's requests name their document by SHA-256, as the typed client
+ * does; text: the whole query in every request).
  * DATABASE_URL: use that database (kept) instead of creating and dropping one. BENCH_PIN=0: no CPU pinning.
  *
  * Results: a table on stdout, progress on stderr, JSON in bench/results/latest.json.
@@ -32,6 +34,7 @@ import pino from 'pino';
 import { mintToken } from '../src/auth/credentials.js';
 import { openMigratedDatabase } from '../src/bootstrap.js';
 import { loadConfig } from '../src/config.js';
+import { sha256Hex } from '../src/graphql/trusted-documents.js';
 import { openDatabase, type DatabaseHandle } from '../src/db/database.js';
 import { createApp, type App } from '../src/http/server.js';
 import type { Caller } from '../src/storage/principal.js';
@@ -95,6 +98,7 @@ const { values: flags } = parseArgs({
     connections: { type: 'string' },
     only: { type: 'string' },
     profile: { type: 'boolean' },
+    documents: { type: 'string' },
     'backlog-records': { type: 'string' },
     'backlog-put-seconds': { type: 'string' },
   },
@@ -108,6 +112,7 @@ const settings = {
     .map((s) => s.trim())
     .filter(Boolean),
   profile: flags.profile === true || process.env.BENCH_CPU_PROF === '1',
+  documents: (flags.documents ?? process.env.BENCH_DOCUMENTS ?? 'hash') as 'hash' | 'text',
   /** ttl-backlog: expired, unswept records seeded on install A. */
   backlogRecords: Number(flags['backlog-records'] ?? process.env.BENCH_TTL_BACKLOG_RECORDS ?? 100_000),
   /** ttl-backlog: seconds of puts per install (each put on A sweeps part of the backlog, so short). */
@@ -121,6 +126,7 @@ for (const [k, v] of Object.entries({
 })) {
   if (!Number.isInteger(v) || v < 0 || (k !== 'warmup' && v === 0) || v > 3600) throw new Error(`bench: --${k} must be a whole number from ${k === 'warmup' ? 0 : 1} to 3600, got ${v}`);
 }
+if (settings.documents !== 'hash' && settings.documents !== 'text') throw new Error(`bench: --documents must be hash or text, got ${settings.documents}`);
 if (!Number.isSafeInteger(settings.backlogRecords) || settings.backlogRecords < 100 || settings.backlogRecords > 10_000_000) {
   throw new Error(`bench: --backlog-records must be an integer from 100 to 10,000,000, got ${settings.backlogRecords}`);
 }
@@ -179,6 +185,18 @@ const QUERIES = {
     ... on PutRecordSuccess { record { key revision value } } } }`,
 };
 
+/**
+ * How the gateway's requests name their document (--documents/BENCH_DOCUMENTS): `hash` (default) as
+ * the typed client does, by SHA-256 (trusted documents; the bench's documents reach the gateway as an
+ * operator manifest, STORAGE_TRUSTED_DOCUMENTS_FILE), or `text`, the whole query in every request.
+ */
+const MANIFEST: Record<string, string> = Object.fromEntries(Object.values(QUERIES).map((q) => [`sha256:${sha256Hex(q)}`, q]));
+function gql(query: string, variables?: Record<string, unknown>): Record<string, unknown> {
+  if (settings.documents === 'text') return variables ? { query, variables } : { query };
+  const extensions = { persistedQuery: { version: 1, sha256Hash: sha256Hex(query) } };
+  return variables ? { variables, extensions } : { extensions };
+}
+
 // ---------------------------------------------------------------- request plans
 
 interface Target {
@@ -220,7 +238,7 @@ function scenarioPlan(name: ScenarioName, t: Target, listPages: ListPages): Plan
   const put = (namespace: string, key: Slot, extra: Record<string, unknown>, spread: boolean, barePath = '/put') => {
     const body = jsonBody((slot) => {
       const input = { namespace, key: slot(key), value: slot({ kind: 'cycle', items: VALUES }), metadata: METADATA, ...extra };
-      return gw ? { query: QUERIES.put, variables: { input } } : input;
+      return gw ? gql(QUERIES.put, { input }) : input;
     });
     return gw ? gatewayPlan(spread ? t.spread : t.install, body) : barePlan(barePath, body, spread ? t.spread : undefined);
   };
@@ -229,22 +247,22 @@ function scenarioPlan(name: ScenarioName, t: Target, listPages: ListPages): Plan
   switch (name) {
     case 'noop':
       // The floor: credential, rate limit, GraphQL parse/validate/execute of `{ __typename }`, log line; no SQL.
-      return gw ? gatewayPlan(t.install, jsonBody(() => ({ query: QUERIES.noop }))) : barePlan('/noop', jsonBody(() => ({})));
+      return gw ? gatewayPlan(t.install, jsonBody(() => gql(QUERIES.noop))) : barePlan('/noop', jsonBody(() => ({})));
     case 'get': {
       const key: Slot = { kind: 'random', items: SEED_KEY_TEXTS };
       return gw
-        ? gatewayPlan(t.install, jsonBody((slot) => ({ query: QUERIES.get, variables: { key: slot(key) } })))
+        ? gatewayPlan(t.install, jsonBody((slot) => gql(QUERIES.get, { key: slot(key) })))
         : barePlan('/get', jsonBody((slot) => ({ namespace: READ_NS, key: slot(key) })));
     }
     case 'records100': {
       const keys: Slot = { kind: 'window', items: SEED_KEY_TEXTS, size: 100 };
       return gw
-        ? gatewayPlan(t.install, jsonBody((slot) => ({ query: QUERIES.records, variables: { keys: slot(keys) } })))
+        ? gatewayPlan(t.install, jsonBody((slot) => gql(QUERIES.records, { keys: slot(keys) })))
         : barePlan('/records', jsonBody((slot) => ({ namespace: READ_NS, keys: slot(keys) })));
     }
     case 'list100':
       return gw
-        ? gatewayPlan(t.install, jsonBody((slot) => ({ query: QUERIES.list, variables: { after: slot({ kind: 'random', items: jsonTexts(listPages.cursors) }) } })))
+        ? gatewayPlan(t.install, jsonBody((slot) => gql(QUERIES.list, { after: slot({ kind: 'random', items: jsonTexts(listPages.cursors) }) })))
         : barePlan('/list', jsonBody((slot) => ({ namespace: READ_NS, first: 100, afterKey: slot({ kind: 'random', items: jsonTexts(listPages.afterKeys) }) })));
     case 'put':
       return put(GUARDED_NS, upsertKeys(), {}, false);
@@ -260,7 +278,7 @@ function scenarioPlan(name: ScenarioName, t: Target, listPages: ListPages): Plan
       // flight at once use different windows (or, rarely, the very same one), never overlapping ones.
       const items: Slot = { kind: 'bulk', prefix: own('w'), size: 100, windows: 4 * settings.connections, values: VALUES, metadata: JSON.stringify(METADATA) };
       return gw
-        ? gatewayPlan(t.install, jsonBody((slot) => ({ query: QUERIES.bulk, variables: { input: { namespace: BULK_NS, items: slot(items) } } })))
+        ? gatewayPlan(t.install, jsonBody((slot) => gql(QUERIES.bulk, { input: { namespace: BULK_NS, items: slot(items) } })))
         : barePlan('/bulk', jsonBody((slot) => ({ namespace: BULK_NS, items: slot(items) })));
     }
     case 'commit10': {
@@ -268,7 +286,7 @@ function scenarioPlan(name: ScenarioName, t: Target, listPages: ListPages): Plan
       // and every commit writes its keys in the same order, so the bare server's transactions cannot deadlock.
       const operations: Slot = { kind: 'commit', prefix: own('t'), size: 10, windows: 4 * settings.connections, values: VALUES_1K, metadata: JSON.stringify(METADATA), namespaces: COMMIT_NS };
       return gw
-        ? gatewayPlan(t.install, jsonBody((slot) => ({ query: QUERIES.commit, variables: { input: { operations: slot(operations) } } })))
+        ? gatewayPlan(t.install, jsonBody((slot) => gql(QUERIES.commit, { input: { operations: slot(operations) } })))
         : barePlan('/commit', jsonBody((slot) => ({ operations: slot(operations) })));
     }
     case 'put-with-feed':
@@ -281,7 +299,7 @@ function scenarioPlan(name: ScenarioName, t: Target, listPages: ListPages): Plan
         : barePlan('/changes', jsonBody((slot) => ({ first: 100, after: slot({ kind: 'random', items: jsonTexts(listPages.changeAfters) }) })));
     case 'increment': {
       const input = { namespace: COUNTER_NS, key: own('hot'), by: 1 };
-      return gw ? gatewayPlan(t.install, jsonBody(() => ({ query: QUERIES.increment, variables: { input } }))) : barePlan('/increment', jsonBody(() => input));
+      return gw ? gatewayPlan(t.install, jsonBody(() => gql(QUERIES.increment, { input }))) : barePlan('/increment', jsonBody(() => input));
     }
   }
 }
@@ -417,7 +435,10 @@ async function runGatewayVsBare(scenarios: readonly Scenario[], runGuardsOff: bo
   try {
     log(`database: ${db.created ? 'created' : 'given (DATABASE_URL)'} ${db.url.replace(/\/\/[^@]*@/, '//')}`);
     const secret = randomBytes(32).toString('hex');
-    const baseEnv = gatewayEnv(db.url, secret, { STORAGE_DB_POOL_MAX: '20', RUNNER_AUTH_TOKENS: RUNNER_TOKEN });
+    mkdirSync(resultsDir, { recursive: true });
+    const manifestFile = join(resultsDir, 'bench-documents.json');
+    writeFileSync(manifestFile, JSON.stringify(MANIFEST, null, 2));
+    const baseEnv = gatewayEnv(db.url, secret, { STORAGE_DB_POOL_MAX: '20', RUNNER_AUTH_TOKENS: RUNNER_TOKEN, STORAGE_TRUSTED_DOCUMENTS_FILE: manifestFile });
     const config = loadConfig({ ...baseEnv, LOG_LEVEL: 'silent', STORAGE_RATE_LIMIT_PER_SECOND: '1000000', STORAGE_RATE_LIMIT_BURST: '1000000' });
     const database = await openMigratedDatabase(config);
     handles.push(database);
@@ -589,6 +610,7 @@ async function runGatewayVsBare(scenarios: readonly Scenario[], runGuardsOff: bo
     lines.push('');
     lines.push(
       `Gateway vs bare node:http + pg (same database, least SQL), wrk with ${settings.connections} connections, ${settings.durationSeconds} s per run, A/B/B/A, ` +
+        `gateway documents by ${settings.documents === 'hash' ? 'hash (trusted documents)' : 'text'}, ` +
         `servers ${cpu !== null ? `pinned to CPU ${cpu}, wrk to CPU ${wrkCpus?.list}` : 'and wrk not pinned'}, ${machine.cpus} CPUs, load average at start ${machine.loadavg.join(' ')}`,
     );
     lines.push('');

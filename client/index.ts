@@ -22,6 +22,7 @@ import {
   IncrementRecordDocument,
   ListRecordsDocument,
   PutRecordDocument,
+  WatchChangesDocument,
   type CommitOperation,
   type StorageChangeFragment,
   type StorageErrorFieldsFragment,
@@ -176,8 +177,19 @@ export type CommitResult =
 
 export type TokenSource = string | (() => string | Promise<string>);
 
+/** What every caller may set. */
+export interface CommonOptions {
+  /**
+   * Name each operation by its SHA-256 hash instead of sending its text (trusted documents: the
+   * gateway knows this client's documents, and a gateway with STORAGE_TRUSTED_DOCUMENTS=require
+   * runs nothing else for extensions and the Runner). Default true; a gateway that does not know a
+   * hash answers PERSISTED_QUERY_NOT_FOUND and the client sends that request's text once instead.
+   */
+  trustedDocuments?: boolean;
+}
+
 /** Extension (iframe SDK) or admin: a JWT. Admins name the install they act on with `installId`. */
-export interface TokenOptions {
+export interface TokenOptions extends CommonOptions {
   /** The gateway's GraphQL endpoint (e.g. https://storage.example.com/graphql) or its base URL. */
   url: string;
   /** The bearer token, or a function returning a fresh one for each request. */
@@ -186,7 +198,7 @@ export interface TokenOptions {
 }
 
 /** The Runner: its shared token plus the install it acts for. */
-export interface RunnerOptions {
+export interface RunnerOptions extends CommonOptions {
   url: string;
   runnerToken: string;
   installId: string;
@@ -362,13 +374,6 @@ export class WatchError extends Error {
   }
 }
 
-const WATCH_DOCUMENT = `subscription WatchChanges($namespace: String, $prefix: String, $after: String, $installId: ID) {
-  changes(namespace: $namespace, prefix: $prefix, after: $after, installId: $installId) {
-    cursor at operation namespace key revision actor
-    record { __typename id installId namespace key value metadata revision schemaVersion ttlExpiresAt createdAt updatedAt }
-  }
-}`;
-
 /** Server-sent events of one response body, parsed as they arrive. */
 async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<{ event: string; data: string }> {
   const reader = body.getReader();
@@ -473,6 +478,12 @@ function refuseNonJsonNumbers(this: unknown, key: string, value: unknown): unkno
   return value;
 }
 
+/** A generated document's SHA-256 (codegen's persistedDocuments: `__meta__.hash` = "sha256:<hex>"), else null. */
+function hashOf(document: { __meta__?: Record<string, unknown> }): string | null {
+  const hash = (document.__meta__ as { hash?: unknown } | undefined)?.hash;
+  return typeof hash === 'string' && hash.startsWith('sha256:') ? hash.slice('sha256:'.length) : null;
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -500,11 +511,13 @@ export function createStorageClient(options: StorageClientOptions, fetchImpl?: F
   async function request<TResult, TVariables>(
     document: TypedDocumentString<TResult, TVariables>,
     variables: TVariables,
+    byHash = options.trustedDocuments !== false,
   ): Promise<{ ok: true; data: TResult } | Failure> {
     // Everything that can fail before sending fails here, as CLIENT_ERROR: nothing is sent.
     let body: string;
+    const hash = byHash ? hashOf(document) : null;
     try {
-      body = JSON.stringify({ query: document.toString(), variables }, refuseNonJsonNumbers);
+      body = JSON.stringify(hash ? { variables, extensions: { persistedQuery: { version: 1, sha256Hash: hash } } } : { query: document.toString(), variables }, refuseNonJsonNumbers);
     } catch (cause) {
       return fail(clientError('the variables cannot be sent as JSON', cause));
     }
@@ -530,6 +543,8 @@ export function createStorageClient(options: StorageClientOptions, fetchImpl?: F
       return fail({ code: 'BAD_RESPONSE', message: `HTTP ${response.status}: not a GraphQL response`, status: response.status });
     }
     const first = Array.isArray(answer.errors) ? answer.errors[0] : undefined;
+    // A gateway that does not know this document's hash (another version): its text, once.
+    if (hash && first?.extensions?.code === 'PERSISTED_QUERY_NOT_FOUND') return request(document, variables, false);
     if (first) return fail(fromGraphQLError(first, response.status, response.headers.get('retry-after')));
     if (answer.data === undefined || answer.data === null) {
       return fail({ code: 'BAD_RESPONSE', message: `HTTP ${response.status}: a GraphQL response without data`, status: response.status });
@@ -542,6 +557,7 @@ export function createStorageClient(options: StorageClientOptions, fetchImpl?: F
     const minBackoff = opts.minBackoffMs ?? 250;
     const maxBackoff = opts.maxBackoffMs ?? 10_000;
     let backoff = minBackoff;
+    let watchByHash = options.trustedDocuments !== false;
     let cursor = opts.after ?? null;
     if (cursor === null) {
       // From now on, even across a reconnect before the first change: start from the feed's head.
@@ -557,10 +573,11 @@ export function createStorageClient(options: StorageClientOptions, fetchImpl?: F
       try {
         const h = await headers();
         h.accept = 'text/event-stream';
-        const body = JSON.stringify({
-          query: WATCH_DOCUMENT,
-          variables: { namespace: opts.namespace, prefix: opts.prefix, after: cursor ?? undefined, installId },
-        });
+        const variables = { namespace: opts.namespace, prefix: opts.prefix, after: cursor ?? undefined, installId };
+        const hash = watchByHash ? hashOf(WatchChangesDocument) : null;
+        const body = JSON.stringify(
+          hash ? { variables, extensions: { persistedQuery: { version: 1, sha256Hash: hash } } } : { query: WatchChangesDocument.toString(), variables },
+        );
         const response = await globalThis.fetch(endpoint, { method: 'POST', headers: h, body, signal: abort.signal });
         if (!response.ok || !response.body || !(response.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
           let answer = null as { errors?: GraphQLErrorJson[] } | null;
@@ -570,6 +587,12 @@ export function createStorageClient(options: StorageClientOptions, fetchImpl?: F
             // not JSON: a proxy's page, retried below
           }
           const first = answer?.errors?.[0];
+          // A gateway that does not know the hash: the document's text from now on, at once.
+          if (hash && first?.extensions?.code === 'PERSISTED_QUERY_NOT_FOUND') {
+            watchByHash = false;
+            backoff = 0;
+            throw new Error('PersistedQueryNotFound');
+          }
           // 429 and 503 are worth waiting for; other refusals are final.
           if (first && response.status !== 429 && response.status !== 503) throw new WatchError(fromGraphQLError(first, response.status, response.headers.get('retry-after')));
           throw new Error(`HTTP ${response.status}`);
@@ -594,7 +617,7 @@ export function createStorageClient(options: StorageClientOptions, fetchImpl?: F
       }
       if (opts.signal?.aborted) return;
       await sleep(backoff);
-      backoff = Math.min(maxBackoff, backoff * 2);
+      backoff = Math.min(maxBackoff, Math.max(minBackoff, backoff * 2));
     }
   }
 

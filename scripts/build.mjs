@@ -14,7 +14,8 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = join(root, 'dist');
 const stampFile = join(dist, '.build-hash');
 const sourceDirs = ['src', 'migrations'];
-const configFiles = ['tsconfig.json', 'tsconfig.build.json', 'package.json', 'package-lock.json'];
+// The typed client's trusted documents are compiled into the server (src/graphql/trusted-documents.ts).
+const configFiles = ['tsconfig.json', 'tsconfig.build.json', 'package.json', 'package-lock.json', 'client/generated/persisted-documents.json'];
 
 function walk(dir, out = []) {
   if (!existsSync(dir)) return out;

@@ -1,4 +1,5 @@
 /** Environment → typed Config, read once at start and passed down. */
+import { loadTrustedDocuments, type TrustedDocuments, type TrustedDocumentsMode } from './graphql/trusted-documents.js';
 
 export interface QuotaSettings {
   maxNamespaces: number;
@@ -73,6 +74,11 @@ export interface Config {
    */
   db: { poolMax: number; statementTimeoutMs: number; connectionTimeoutMs: number; poolMode: 'session' | 'transaction' };
   graphqlLimits: { maxDepth: number; maxAliases: number; maxTokens: number; maxDirectives: number };
+  /**
+   * Trusted documents (src/graphql/trusted-documents.ts): STORAGE_TRUSTED_DOCUMENTS (allow | require)
+   * and the known documents: the typed client's plus STORAGE_TRUSTED_DOCUMENTS_FILE (comma-separated paths).
+   */
+  trustedDocuments: { mode: TrustedDocumentsMode; documents: TrustedDocuments };
   metricsInstallLabels: boolean;
   /** How long a gateway reuses an install lookup; a change made through another instance shows within it. */
   installCacheMs: number;
@@ -113,6 +119,18 @@ function redisRateLimit(env: Env): RedisRateLimitSettings | undefined {
 }
 
 type Env = Record<string, string | undefined>;
+
+function trustedDocumentsSettings(env: Env): Config['trustedDocuments'] {
+  const mode = env.STORAGE_TRUSTED_DOCUMENTS?.trim().toLowerCase() || 'allow';
+  if (mode !== 'allow' && mode !== 'require') {
+    throw new ConfigError(`STORAGE_TRUSTED_DOCUMENTS must be allow or require, got "${env.STORAGE_TRUSTED_DOCUMENTS}"`);
+  }
+  try {
+    return { mode, documents: loadTrustedDocuments(list(env, 'STORAGE_TRUSTED_DOCUMENTS_FILE')) };
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+}
 
 function int(env: Env, name: string, fallback: number, min = 0): number {
   const raw = env[name];
@@ -265,6 +283,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxTokens: int(env, 'STORAGE_GRAPHQL_MAX_TOKENS', 2000, 1),
       maxDirectives: int(env, 'STORAGE_GRAPHQL_MAX_DIRECTIVES', 20, 1),
     },
+    trustedDocuments: trustedDocumentsSettings(env),
     metricsInstallLabels: bool(env, 'STORAGE_METRICS_INSTALL_LABELS', false),
     installCacheMs: int(env, 'STORAGE_INSTALL_CACHE_MS', 1000),
     logLevel: env.LOG_LEVEL?.trim() || (nodeEnv === 'test' ? 'silent' : 'info'),

@@ -209,6 +209,16 @@ export type ChangesCursorQuery = { install: { __typename: 'Install', id: string,
 
 export type StorageChangeFragment = { __typename: 'Change', cursor: string, at: string, operation: ChangeOperation, namespace: string, key: string, revision: number, actor: string, record: { __typename: 'Record', id: string, installId: string, namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string } | null };
 
+export type WatchChangesSubscriptionVariables = Exact<{
+  namespace?: string | null | undefined;
+  prefix?: string | null | undefined;
+  after?: string | null | undefined;
+  installId?: string | number | null | undefined;
+}>;
+
+
+export type WatchChangesSubscription = { changes: { cursor: string, at: string, operation: ChangeOperation, namespace: string, key: string, revision: number, actor: string, record: { __typename: 'Record', id: string, installId: string, namespace: string, key: string, value: unknown, metadata: unknown, revision: number, schemaVersion: number | null, ttlExpiresAt: string | null, createdAt: string, updatedAt: string } | null } };
+
 export type CommitMutationVariables = Exact<{
   input: CommitInput;
 }>;
@@ -460,7 +470,7 @@ fragment StorageErrorFields on StorageError {
       keyword
     }
   }
-}`) as unknown as TypedDocumentString<BulkPutRecordsMutation, BulkPutRecordsMutationVariables>;
+}`, {"hash":"sha256:bf6af02c3079105e26acc610752931c0d24fc868306e5440892544057f3148c4"}) as unknown as TypedDocumentString<BulkPutRecordsMutation, BulkPutRecordsMutationVariables>;
 export const ChangesDocument = new TypedDocumentString(`
     query Changes($namespace: String, $prefix: String, $after: String, $first: Int, $installId: ID) {
   changes(
@@ -511,7 +521,7 @@ fragment StorageRecord on Record {
   ttlExpiresAt
   createdAt
   updatedAt
-}`) as unknown as TypedDocumentString<ChangesQuery, ChangesQueryVariables>;
+}`, {"hash":"sha256:98eaf413260f7552123146fd47ec31ba3fb5e580e37da8f416b25084bb87e2e5"}) as unknown as TypedDocumentString<ChangesQuery, ChangesQueryVariables>;
 export const ChangesCursorDocument = new TypedDocumentString(`
     query ChangesCursor($installId: ID) {
   install(id: $installId) {
@@ -520,7 +530,39 @@ export const ChangesCursorDocument = new TypedDocumentString(`
     changesCursor
   }
 }
-    `) as unknown as TypedDocumentString<ChangesCursorQuery, ChangesCursorQueryVariables>;
+    `, {"hash":"sha256:482b670393841b8660375e4b42bc7b2c7e1dc3f4d4dd9847187e3a89bb13dd35"}) as unknown as TypedDocumentString<ChangesCursorQuery, ChangesCursorQueryVariables>;
+export const WatchChangesDocument = new TypedDocumentString(`
+    subscription WatchChanges($namespace: String, $prefix: String, $after: String, $installId: ID) {
+  changes(
+    namespace: $namespace
+    prefix: $prefix
+    after: $after
+    installId: $installId
+  ) {
+    cursor
+    at
+    operation
+    namespace
+    key
+    revision
+    actor
+    record {
+      __typename
+      id
+      installId
+      namespace
+      key
+      value
+      metadata
+      revision
+      schemaVersion
+      ttlExpiresAt
+      createdAt
+      updatedAt
+    }
+  }
+}
+    `, {"hash":"sha256:1392e94c9fabe7aa2253894a350f6127d95fe07cead43e4be9ddc4e11bd6f0ae"}) as unknown as TypedDocumentString<WatchChangesSubscription, WatchChangesSubscriptionVariables>;
 export const CommitDocument = new TypedDocumentString(`
     mutation Commit($input: CommitInput!) {
   commit(input: $input) {
@@ -592,7 +634,7 @@ fragment StorageErrorFields on StorageError {
       keyword
     }
   }
-}`) as unknown as TypedDocumentString<CommitMutation, CommitMutationVariables>;
+}`, {"hash":"sha256:5f56f4110d2143c06211ec7ff9b9970769fa80a451fc7914e1e280524e6be3fe"}) as unknown as TypedDocumentString<CommitMutation, CommitMutationVariables>;
 export const DeleteRecordDocument = new TypedDocumentString(`
     mutation DeleteRecord($input: DeleteRecordInput!) {
   deleteRecord(input: $input) {
@@ -637,7 +679,7 @@ export const DeleteRecordDocument = new TypedDocumentString(`
       keyword
     }
   }
-}`) as unknown as TypedDocumentString<DeleteRecordMutation, DeleteRecordMutationVariables>;
+}`, {"hash":"sha256:b1598cea12fd9545e040bcfc6f86e34b6887ac9ee46a0e433019af4e6f5c93c3"}) as unknown as TypedDocumentString<DeleteRecordMutation, DeleteRecordMutationVariables>;
 export const GetRecordDocument = new TypedDocumentString(`
     query GetRecord($namespace: String!, $key: String!, $installId: ID) {
   record(namespace: $namespace, key: $key, installId: $installId) {
@@ -657,7 +699,7 @@ export const GetRecordDocument = new TypedDocumentString(`
   ttlExpiresAt
   createdAt
   updatedAt
-}`) as unknown as TypedDocumentString<GetRecordQuery, GetRecordQueryVariables>;
+}`, {"hash":"sha256:2b340b27738d682627a723948885cef0e26f50602713bd0355541caf5003493b"}) as unknown as TypedDocumentString<GetRecordQuery, GetRecordQueryVariables>;
 export const GetRecordsDocument = new TypedDocumentString(`
     query GetRecords($namespace: String!, $keys: [String!]!, $installId: ID) {
   records(namespace: $namespace, keys: $keys, installId: $installId) {
@@ -677,7 +719,7 @@ export const GetRecordsDocument = new TypedDocumentString(`
   ttlExpiresAt
   createdAt
   updatedAt
-}`) as unknown as TypedDocumentString<GetRecordsQuery, GetRecordsQueryVariables>;
+}`, {"hash":"sha256:8c5e26d9524155c62d7af03af45fd95b87c02c9297a58440f7b89da46c59a5ef"}) as unknown as TypedDocumentString<GetRecordsQuery, GetRecordsQueryVariables>;
 export const IncrementRecordDocument = new TypedDocumentString(`
     mutation IncrementRecord($input: IncrementRecordInput!) {
   incrementRecord(input: $input) {
@@ -736,7 +778,7 @@ fragment StorageErrorFields on StorageError {
       keyword
     }
   }
-}`) as unknown as TypedDocumentString<IncrementRecordMutation, IncrementRecordMutationVariables>;
+}`, {"hash":"sha256:86dadd7b381560fded9db779812a80679795a4fd928f1f9b6fe82de055c2e24f"}) as unknown as TypedDocumentString<IncrementRecordMutation, IncrementRecordMutationVariables>;
 export const ListRecordsDocument = new TypedDocumentString(`
     query ListRecords($namespace: String!, $prefix: String, $first: Int, $after: String, $installId: ID) {
   recordList(
@@ -774,7 +816,7 @@ export const ListRecordsDocument = new TypedDocumentString(`
   ttlExpiresAt
   createdAt
   updatedAt
-}`) as unknown as TypedDocumentString<ListRecordsQuery, ListRecordsQueryVariables>;
+}`, {"hash":"sha256:2260a4bd28f6ccf4618caa53b002e3d91d97548af2ea8fc2bf40e21ff8095c63"}) as unknown as TypedDocumentString<ListRecordsQuery, ListRecordsQueryVariables>;
 export const PutRecordDocument = new TypedDocumentString(`
     mutation PutRecord($input: PutRecordInput!) {
   putRecord(input: $input) {
@@ -833,4 +875,4 @@ fragment StorageErrorFields on StorageError {
       keyword
     }
   }
-}`) as unknown as TypedDocumentString<PutRecordMutation, PutRecordMutationVariables>;
+}`, {"hash":"sha256:10316f2717ede60e39a777d4c2def5a762ef4cd3eb823b454a8545403cc16452"}) as unknown as TypedDocumentString<PutRecordMutation, PutRecordMutationVariables>;

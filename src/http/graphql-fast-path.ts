@@ -98,7 +98,10 @@ export function fastPathParams(method: string | undefined, url: string | undefin
   if (typeof params !== 'object' || params === null || Array.isArray(params)) return null;
   const p = params as Record<string, unknown>;
   for (const key in p) if (p[key] != null && !PARAM_NAMES.has(key)) return null;
-  if (typeof p.query !== 'string' || !isObjectOrNull(p.variables) || !isObjectOrNull(p.extensions)) return null;
+  if (!isObjectOrNull(p.variables) || !isObjectOrNull(p.extensions)) return null;
+  // No query text: only a trusted document's hash (src/graphql/trusted-documents.ts answers every
+  // other case itself, with a result, so Yoga's params check never throws here).
+  if (typeof p.query !== 'string' && !(p.query == null && p.extensions != null && (p.extensions as Record<string, unknown>).persistedQuery != null)) return null;
   if (p.operationName != null && typeof p.operationName !== 'string') return null;
   return p as GraphQLParams;
 }

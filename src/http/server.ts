@@ -14,6 +14,7 @@ import { maskError, requestErrorsAnswer400 } from '../graphql/errors.js';
 import { byteUnits, rateUnits, runnerPrice, type Price } from '../graphql/cost.js';
 import { BUDGETS_AT_ONCE, useCostLimits, useResponsePool } from '../graphql/cost-plugin.js';
 import { useJitQueries } from '../graphql/jit.js';
+import { useTrustedDocuments } from '../graphql/trusted-documents.js';
 import { recordBytes } from '../graphql/work.js';
 import { schema } from '../graphql/schema.js';
 import type { Logger } from '../logger.js';
@@ -225,6 +226,8 @@ export function createApp(opts: AppOptions): App {
     },
     plugins: [
       ...(tracing ? [tracing.graphqlPlugin] : []),
+      // First: a hash becomes its document (or the request is refused) before anything reads the query.
+      useTrustedDocuments<ServerContext>(config.trustedDocuments.documents, config.trustedDocuments.mode, (c) => c.caller),
       refuseOverDeepDocuments,
       EnvelopArmorPlugin({
         maxDepth: { n: config.graphqlLimits.maxDepth, ignoreIntrospection: true, ...REPORT_ARMOR_REJECTION },
