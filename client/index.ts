@@ -601,7 +601,14 @@ export function createStorageClient(options: StorageClientOptions, fetchImpl?: F
           if (e.event === 'complete') break;
           if (e.event !== 'next') continue;
           const payload = JSON.parse(e.data) as { data?: { changes?: WatchedChange } | null; errors?: GraphQLErrorJson[] };
-          if (payload.errors?.[0]) throw new WatchError(fromGraphQLError(payload.errors[0], response.status, null));
+          const error = payload.errors?.[0];
+          // The token expired during the stream: with a token function, reconnect at once from the
+          // last cursor (the function gives a fresh one; a refused token then ends the watch).
+          if (error?.extensions?.code === 'UNAUTHENTICATED' && 'token' in options && typeof options.token === 'function') {
+            backoff = 0;
+            throw new Error('token expired');
+          }
+          if (error) throw new WatchError(fromGraphQLError(error, response.status, null));
           const change = payload.data?.changes;
           if (!change) continue;
           backoff = minBackoff;

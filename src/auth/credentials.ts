@@ -124,7 +124,8 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
       const match = auth ? /^Bearer\s+(\S+)\s*$/i.exec(auth) : null;
       if (!match) throw new UnauthenticatedError('missing bearer token');
       const claims = await verifyOnce(match[1]!);
-      if (claims.role === 'admin') return { kind: 'admin', tenantId: claims.tid, actor: claims.sub };
+      const expiresAt = (claims.exp + CLOCK_TOLERANCE_SECONDS) * 1000;
+      if (claims.role === 'admin') return { kind: 'admin', tenantId: claims.tid, actor: claims.sub, expiresAt };
       doorsClosed();
       const install = await activeInstall(claims.iid!, claims.tid);
       return {
@@ -133,6 +134,7 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
         installId: install.id,
         actor: claims.sub,
         scope: { read: claims.scopes.has('storage:read'), write: claims.scopes.has('storage:write') },
+        expiresAt,
       };
     },
   };

@@ -8,6 +8,7 @@
  * Memory per follower is one page: the next page is read only when the consumer has taken the
  * previous one (async generator back-pressure), however far behind it is.
  */
+import { UnauthenticatedError } from './errors.js';
 import type { FeedNotifier } from './feed-notifier.js';
 import type { InstallScope } from './installs.js';
 import type { Caller } from './principal.js';
@@ -45,8 +46,20 @@ export async function follow(storage: Storage, caller: Caller, scope: InstallSco
   };
   // Watching before the first read: a change committed meanwhile is read on the next round.
   const unwatch = notifier.watch(scope.tenantId, scope.installId, wake);
-  const read = (after: string): Promise<ChangePage> =>
-    storage.changes(caller, scope, { namespace: opts.namespace, prefix: opts.prefix, after, first: pageSize });
+  // The credential was checked when the request came in; a follower outliving it ends instead of
+  // streaming on (the consumer subscribes again with a fresh token, from its last cursor).
+  const expiresAt = caller.principal.expiresAt;
+  // Each page also sees the install as it is now (through the install cache, not the request's
+  // memo): a follower of an install disabled or narrowed meanwhile ends with FORBIDDEN, as a
+  // new Query.changes would.
+  const reader: Caller = { principal: caller.principal, requestId: caller.requestId };
+  const read = async (after: string): Promise<ChangePage> => {
+    if (expiresAt !== undefined && Date.now() >= expiresAt) {
+      throw new UnauthenticatedError('the token expired during the subscription: subscribe again with a fresh token, after the last cursor');
+    }
+    const current = await storage.resolveInstall(reader, scope.installId, 'read', opts.namespace ?? undefined);
+    return storage.changes(caller, current, { namespace: opts.namespace, prefix: opts.prefix, after, first: pageSize });
+  };
   let first: ChangePage;
   try {
     const after = opts.after ?? (await storage.changesCursor(caller, scope));
@@ -66,7 +79,8 @@ export async function follow(storage: Storage, caller: Caller, scope: InstallSco
         wakeUp = null;
         resolve();
       };
-      const timer = setTimeout(done, pollMs);
+      // Woken at the credential's expiry too, so an idle follower ends on time.
+      const timer = setTimeout(done, expiresAt === undefined ? pollMs : Math.max(0, Math.min(pollMs, expiresAt - Date.now())));
       signal?.addEventListener('abort', done);
       wakeUp = done;
     });

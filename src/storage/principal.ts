@@ -1,8 +1,14 @@
 /** Who is calling, once the credential has been checked (src/auth builds it). */
+/**
+ * `expiresAt`: when a token-based principal's credential stops being accepted (epoch ms: the token's
+ * exp plus the clock tolerance); absent for the Runner's shared secret and callers built in process.
+ * A request checks the credential once, at its start; a long-lived one (a subscription) ends when
+ * `expiresAt` passes (src/storage/follow.ts).
+ */
 export type Principal =
-  | { kind: 'admin'; tenantId: string; actor: string }
-  | { kind: 'extension'; tenantId: string; installId: string; actor: string; scope: { read: boolean; write: boolean } }
-  | { kind: 'runner'; tenantId: string; installId: string; actor: 'runner' };
+  | { kind: 'admin'; tenantId: string; actor: string; expiresAt?: number }
+  | { kind: 'extension'; tenantId: string; installId: string; actor: string; scope: { read: boolean; write: boolean }; expiresAt?: number }
+  | { kind: 'runner'; tenantId: string; installId: string; actor: 'runner'; expiresAt?: undefined };
 
 /** A principal plus what the doors know of the request, handed to every core call. */
 export interface Caller {

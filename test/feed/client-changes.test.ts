@@ -1,7 +1,8 @@
 /** The typed client's change-feed methods (client/index.ts: changes, changesCursor) against a real gateway. */
+import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createStorageClient, type ChangesPage, type StorageClient, type StorageChange } from '../../client/index.js';
-import { startTestApp, type TestApp } from '../support/app.js';
+import { createStorageClient, WatchError, type ChangesPage, type StorageClient, type StorageChange } from '../../client/index.js';
+import { startTestApp, type TestApp, type TestInstall } from '../support/app.js';
 
 let t: TestApp;
 let client: StorageClient;
@@ -56,5 +57,68 @@ describe('client.changes', () => {
     expect(big.ok ? null : big.error).toMatchObject({ code: 'LIMIT_EXCEEDED', limit: 'pageSize' });
     const prefixOnly = await client.changes({ prefix: 'k' });
     expect(prefixOnly.ok ? null : prefixOnly.error.code).toBe('BAD_USER_INPUT');
+  });
+});
+
+describe('client.watch and token expiry', () => {
+  /** A token the gateway accepts for about `seconds` more (exp in the past, within the 30 s clock tolerance). */
+  async function expiringToken(install: TestInstall, seconds: number): Promise<string> {
+    const now = Math.floor(Date.now() / 1000);
+    return new SignJWT({ tid: install.tenantId, role: 'extension', iid: install.id, scope: 'storage:read storage:write' })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+      .setSubject('expiring')
+      .setAudience('ext-storage')
+      .setIssuedAt(now - 60)
+      .setExpirationTime(now - 30 + seconds)
+      .sign(new TextEncoder().encode(t.secret));
+  }
+
+  it('with a token function, goes on past the expiry of the token it started with, missing nothing', async () => {
+    const install = await t.createInstall();
+    const writer = createStorageClient({ url: t.url, token: await install.token() });
+    let calls = 0;
+    const first = await expiringToken(install, 4);
+    const fresh = await install.token();
+    // The subscription opens with the expiring token; every later request gets a fresh one.
+    const watcher = createStorageClient({ url: t.url, token: () => (++calls === 1 ? first : fresh) });
+    const head = ok(await writer.changesCursor()).cursor;
+    const abort = new AbortController();
+    const seen: string[] = [];
+    const watching = (async () => {
+      for await (const change of watcher.watch({ namespace: 'w', after: head, signal: abort.signal })) {
+        seen.push(change.key);
+        if (seen.length === 2) abort.abort();
+      }
+    })();
+    // The first change arrives on the first token; the second after it expired (5.5 s later).
+    const until = async (n: number) => {
+      for (let i = 0; i < 100 && seen.length < n; i++) await new Promise((r) => setTimeout(r, 100));
+    };
+    await new Promise((r) => setTimeout(r, 300));
+    ok(await writer.put('w', 'before', 1));
+    await until(1);
+    await new Promise((r) => setTimeout(r, 5_500));
+    ok(await writer.put('w', 'after', 2));
+    await watching;
+    expect(seen).toEqual(['before', 'after']);
+    // Reconnected once, on the token's expiry.
+    expect(calls).toBe(2);
+  });
+
+  it('with a fixed token, ends with a WatchError UNAUTHENTICATED', async () => {
+    const install = await t.createInstall();
+    const watcher = createStorageClient({ url: t.url, token: await expiringToken(install, 2) });
+    const error = await (async () => {
+      try {
+        for await (const _ of watcher.watch({ namespace: 'w' })) {
+          // nothing is written
+        }
+      } catch (e) {
+        return e;
+      }
+      return null;
+    })();
+    expect(error).toBeInstanceOf(WatchError);
+    expect((error as WatchError).error.code).toBe('UNAUTHENTICATED');
   });
 });

@@ -3,6 +3,7 @@
  * live changes; delivery across gateway instances sharing one PostgreSQL database; access rules;
  * a slow subscriber's bounded memory; shutdown ends streams cleanly.
  */
+import { SignJWT } from 'jose';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -145,6 +146,75 @@ describe('Subscription.changes over SSE', () => {
       body: JSON.stringify({ query: SUB_LIGHT }),
     });
     expect(anonymous.status).toBe(401);
+  });
+
+  it('ends with UNAUTHENTICATED when its token expires, even while idle; a fresh token resumes from the last cursor', async () => {
+    const c = await extensionClient(t);
+    const start = await headCursor(c.install.id);
+    // A token the gateway still accepts for about 3 s (exp 27 s ago, within the 30 s clock tolerance).
+    const now = Math.floor(Date.now() / 1000);
+    const shortLived = await new SignJWT({ tid: c.install.tenantId, role: 'extension', iid: c.install.id, scope: 'storage:read' })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+      .setSubject('short-lived')
+      .setAudience('ext-storage')
+      .setIssuedAt(now - 60)
+      .setExpirationTime(now - 27)
+      .sign(new TextEncoder().encode(t.secret));
+    const sub = await subscribe(t.url, SUB_LIGHT, { after: start }, shortLived);
+    const longLived = await subscribe(t.url, SUB_LIGHT, { after: start }, c.token);
+    try {
+      expect(sub.status).toBe(200);
+      await c.put({ namespace: 'exp', key: 'a', value: 1 });
+      const [first] = await sub.take(1);
+      expect(first.data.changes.key).toBe('a');
+      // Nothing more is written: the idle stream must still end, at the token's expiry.
+      const t0 = Date.now();
+      let ended: { event: string; data: any } | null = null;
+      for (;;) {
+        const e = await sub.next(10_000);
+        if (!e || e.event === 'complete') break;
+        ended = e;
+      }
+      expect(Date.now() - t0).toBeLessThan(9_000);
+      expect(ended?.data.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+      // The other subscriber, whose token is valid, keeps receiving.
+      await c.put({ namespace: 'exp', key: 'b', value: 2 });
+      const got = await longLived.take(2);
+      expect(got.map((e) => e.data.changes.key)).toEqual(['a', 'b']);
+      // Resuming with a fresh token from the last cursor seen misses nothing.
+      const resumed = await subscribe(t.url, SUB_LIGHT, { after: first.data.changes.cursor }, c.token);
+      try {
+        const [next] = await resumed.take(1);
+        expect(next.data.changes.key).toBe('b');
+      } finally {
+        resumed.close();
+      }
+    } finally {
+      sub.close();
+      longLived.close();
+    }
+  });
+
+  it('ends with FORBIDDEN when its install is disabled meanwhile, even while idle', async () => {
+    const c = await extensionClient(t);
+    const start = await headCursor(c.install.id);
+    const sub = await subscribe(t.url, SUB_LIGHT, { after: start }, c.token);
+    try {
+      await c.put({ namespace: 'dis', key: 'a', value: 1 });
+      const [first] = await sub.take(1);
+      expect(first.data.changes.key).toBe('a');
+      await t.app.storage.upsertInstall(t.adminCaller(c.install.tenantId), { id: c.install.id, extensionId: 'test-extension', enabled: false, canRead: true, canWrite: true, namespaces: null });
+      // Within the safety-net poll (5 s) plus the install cache (1 s).
+      let last: { event: string; data: any } | null = null;
+      for (;;) {
+        const e = await sub.next(9_000);
+        if (!e || e.event === 'complete') break;
+        last = e;
+      }
+      expect(last?.data.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    } finally {
+      sub.close();
+    }
   });
 
   it('a subscriber that reads nothing while 5,000 changes are written holds at most a page on the server', async () => {
