@@ -30,6 +30,8 @@ export interface Limits {
   changesRetentionSeconds: number;
   /** Most changes one page of the feed reads past its cursor, whatever its filters match. */
   changesScanWindow: number;
+  /** Change-feed subscriptions one install may hold open on one gateway instance at once. */
+  maxSubscriptionsPerInstall: number;
   /** Concurrent writes of one install combined into one call: at most this many requests and bytes. */
   combine: { maxRequests: number; maxBytes: number; maxWaitMs: number };
 }
@@ -235,6 +237,7 @@ export function loadConfig(env: Env = process.env): Config {
       auditRetentionSeconds: int(env, 'STORAGE_AUDIT_RETENTION_SECONDS', 7_776_000, 1),
       changesRetentionSeconds: int(env, 'STORAGE_CHANGES_RETENTION_SECONDS', 604_800, 1),
       changesScanWindow: 10_000,
+      maxSubscriptionsPerInstall: int(env, 'STORAGE_MAX_SUBSCRIPTIONS_PER_INSTALL', 32, 1),
       // Concurrent writes of one install share a call and a commit (src/storage/write-combiner.ts).
       combine: {
         maxRequests: int(env, 'STORAGE_WRITE_COMBINE_MAX', 32, 1),

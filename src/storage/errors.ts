@@ -87,7 +87,8 @@ export type LimitName =
   | 'commitDuplicateKey'
   | 'keysPerRead'
   | 'pageSize'
-  | 'schemaBytes';
+  | 'schemaBytes'
+  | 'subscriptions';
 
 export class LimitExceededError extends StorageError {
   readonly code = 'LIMIT_EXCEEDED' as const;

@@ -8,7 +8,7 @@
  * Memory per follower is one page: the next page is read only when the consumer has taken the
  * previous one (async generator back-pressure), however far behind it is.
  */
-import { UnauthenticatedError } from './errors.js';
+import { LimitExceededError, UnauthenticatedError } from './errors.js';
 import type { FeedNotifier } from './feed-notifier.js';
 import type { InstallScope } from './installs.js';
 import type { Caller } from './principal.js';
@@ -35,6 +35,24 @@ export const FOLLOW_POLL_MS = 5_000;
  * returns the follower: an async generator of non-empty pages of changes, oldest first.
  */
 export async function follow(storage: Storage, caller: Caller, scope: InstallScope, notifier: FeedNotifier, opts: FollowOptions): Promise<AsyncGenerator<FeedChange[], void, undefined>> {
+  // Each follower holds a connection and polls: an install may hold only so many at once here.
+  const key = `${scope.tenantId}/${scope.installId}`;
+  const open = storage.followers.get(key) ?? 0;
+  const max = storage.settings.limits.maxSubscriptionsPerInstall;
+  if (open >= max) {
+    throw new LimitExceededError('subscriptions', `this install already holds ${open} change-feed subscriptions on this gateway (at most ${max}); close one first`, max, open + 1);
+  }
+  storage.followers.set(key, open + 1);
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    const left = (storage.followers.get(key) ?? 1) - 1;
+    if (left > 0) storage.followers.set(key, left);
+    else storage.followers.delete(key);
+  };
+  // Ended by the door (client gone, shutdown) even before the first page was taken.
+  opts.signal?.addEventListener('abort', release, { once: true });
   const pageSize = opts.pageSize ?? FOLLOW_PAGE_SIZE;
   const pollMs = opts.pollMs ?? FOLLOW_POLL_MS;
   const signal = opts.signal;
@@ -67,6 +85,7 @@ export async function follow(storage: Storage, caller: Caller, scope: InstallSco
     first = await read(after);
   } catch (error) {
     unwatch();
+    release();
     throw error;
   }
 
@@ -100,6 +119,7 @@ export async function follow(storage: Storage, caller: Caller, scope: InstallSco
       }
     } finally {
       unwatch();
+      release();
     }
   }
   return pages();

@@ -79,6 +79,8 @@ export interface StorageSettings {
 
 export class Storage {
   readonly validators = new ValidatorCache();
+  /** Open change-feed followers per install (`tenant/install`) on this instance (src/storage/follow.ts). */
+  readonly followers = new Map<string, number>();
   private readonly installs: InstallDirectory;
   private readonly writer: RecordWriter;
 

@@ -259,6 +259,63 @@ describe('Subscription.changes over SSE', () => {
   }, 120_000);
 });
 
+describe('subscriptions per install (STORAGE_MAX_SUBSCRIPTIONS_PER_INSTALL)', () => {
+  it('refuses one more than the limit with LIMIT_EXCEEDED "subscriptions", gives the slot back when one closes, and counts per install', async () => {
+    const small = await startTestApp({ STORAGE_MAX_SUBSCRIPTIONS_PER_INSTALL: '2' });
+    try {
+      const c = await extensionClient(small);
+      const other = await extensionClient(small);
+      const refused = async (token: string) => {
+        const sub = await subscribe(small.url, SUB_LIGHT, {}, token);
+        try {
+          const e = await sub.next();
+          return e?.data.errors?.[0]?.extensions ?? null;
+        } finally {
+          sub.close();
+        }
+      };
+      const admin = small.adminCaller(c.install.tenantId);
+      const start = await small.app.storage.changesCursor(admin, await small.app.storage.resolveInstall(admin, c.install.id, 'read'));
+      // Opened at once, racing: exactly two get in.
+      const opened = await Promise.all([1, 2, 3].map(() => subscribe(small.url, SUB_LIGHT, { after: start }, c.token)));
+      try {
+        await c.put({ namespace: 'lim', key: 'a', value: 1 });
+        const firsts = await Promise.all(opened.map((s) => s.next()));
+        const errors = firsts.filter((e) => e?.data.errors);
+        expect(errors).toHaveLength(1);
+        expect(errors[0]!.data.errors[0].extensions).toMatchObject({ code: 'LIMIT_EXCEEDED', limit: 'subscriptions', max: 2 });
+        expect(firsts.filter((e) => e?.data.data?.changes?.key === 'a')).toHaveLength(2);
+        expect(await refused(c.token)).toMatchObject({ code: 'LIMIT_EXCEEDED', limit: 'subscriptions' });
+        // Another install is not affected.
+        const theirStart = await small.app.storage.changesCursor(admin, await small.app.storage.resolveInstall(admin, other.install.id, 'read'));
+        const theirs = await subscribe(small.url, SUB_LIGHT, { after: theirStart }, other.token);
+        await other.put({ namespace: 'lim', key: 'b', value: 1 });
+        expect((await theirs.take(1))[0].data.changes.key).toBe('b');
+        theirs.close();
+      } finally {
+        for (const s of opened) s.close();
+      }
+      // Closed streams give their slots back (the server sees the disconnect shortly after).
+      let back = false;
+      for (let i = 0; i < 50 && !back; i++) {
+        await sleep(100);
+        back = (small.app.storage.followers.get(`${c.install.tenantId}/${c.install.id}`) ?? 0) === 0;
+      }
+      expect(back).toBe(true);
+      const now = await small.app.storage.changesCursor(admin, await small.app.storage.resolveInstall(admin, c.install.id, 'read'));
+      const again = await subscribe(small.url, SUB_LIGHT, { after: now }, c.token);
+      try {
+        await c.put({ namespace: 'lim', key: 'c', value: 1 });
+        expect((await again.take(1))[0].data.changes.key).toBe('c');
+      } finally {
+        again.close();
+      }
+    } finally {
+      await small.close();
+    }
+  });
+});
+
 describe('GraphiQL', () => {
   it('the watch tab subscribes over SSE as GraphiQL sends it, and receives a live change', async () => {
     const install = await t.createInstall();
