@@ -484,6 +484,11 @@ function hashOf(document: { __meta__?: Record<string, unknown> }): string | null
   return typeof hash === 'string' && hash.startsWith('sha256:') ? hash.slice('sha256:'.length) : null;
 }
 
+/** A GraphQL request's JSON: the document named by its hash (trusted documents) when given, else its text. */
+function requestBody(document: { toString(): string }, variables: unknown, hash: string | null): object {
+  return hash ? { variables, extensions: { persistedQuery: { version: 1, sha256Hash: hash } } } : { query: document.toString(), variables };
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -517,7 +522,7 @@ export function createStorageClient(options: StorageClientOptions, fetchImpl?: F
     let body: string;
     const hash = byHash ? hashOf(document) : null;
     try {
-      body = JSON.stringify(hash ? { variables, extensions: { persistedQuery: { version: 1, sha256Hash: hash } } } : { query: document.toString(), variables }, refuseNonJsonNumbers);
+      body = JSON.stringify(requestBody(document, variables, hash), refuseNonJsonNumbers);
     } catch (cause) {
       return fail(clientError('the variables cannot be sent as JSON', cause));
     }
@@ -575,9 +580,7 @@ export function createStorageClient(options: StorageClientOptions, fetchImpl?: F
         h.accept = 'text/event-stream';
         const variables = { namespace: opts.namespace, prefix: opts.prefix, after: cursor ?? undefined, installId };
         const hash = watchByHash ? hashOf(WatchChangesDocument) : null;
-        const body = JSON.stringify(
-          hash ? { variables, extensions: { persistedQuery: { version: 1, sha256Hash: hash } } } : { query: WatchChangesDocument.toString(), variables },
-        );
+        const body = JSON.stringify(requestBody(WatchChangesDocument, variables, hash));
         const response = await globalThis.fetch(endpoint, { method: 'POST', headers: h, body, signal: abort.signal });
         if (!response.ok || !response.body || !(response.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
           let answer = null as { errors?: GraphQLErrorJson[] } | null;

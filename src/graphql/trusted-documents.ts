@@ -49,10 +49,6 @@ export class TrustedDocuments {
     }
     return this;
   }
-
-  get size(): number {
-    return this.byHash.size;
-  }
 }
 
 /** The typed client's documents, plus the operator's manifest files (paths), each checked. */
@@ -106,7 +102,8 @@ export function useTrustedDocuments<C extends Record<string, any>>(docs: Trusted
           }
           return refuse('PersistedQueryNotFound', 'PERSISTED_QUERY_NOT_FOUND');
         }
-        if (params.query != null && params.query !== document && !(typeof params.query === 'string' && sha256Hex(params.query) === hash)) {
+        // Every stored document hashes to its key: a text sent along must be that document.
+        if (params.query != null && params.query !== document) {
           return refuse('the query sent does not match extensions.persistedQuery.sha256Hash', 'BAD_REQUEST');
         }
         setParams({ ...params, query: document });

@@ -1,5 +1,6 @@
-/** Who is calling, once the credential has been checked (src/auth builds it). */
 /**
+ * Who is calling, once the credential has been checked (src/auth builds it).
+ *
  * `expiresAt`: when a token-based principal's credential stops being accepted (epoch ms: the token's
  * exp plus the clock tolerance); absent for the Runner's shared secret and callers built in process.
  * A request checks the credential once, at its start; a long-lived one (a subscription) ends when
