@@ -3,8 +3,12 @@
  * gateway instance reaches subscribers on every other within 1 s, with nothing beyond PostgreSQL).
  *
  * After a successful write the writing gateway sends `NOTIFY ext_storage_changes, '<tenant>/<install>'`
- * (coalesced per install per tick, off the write's path: a failed notification never fails or
- * delays the write). Every gateway holds one dedicated LISTEN connection (reconnecting with backoff)
+ * (off the write's path: a failed notification never fails or delays the write). Wake-ups are
+ * coalesced per install and sent in one statement, at most one statement per `notifyIntervalMs`
+ * (50 ms) per gateway: the first after a quiet spell goes at the next tick, the ones after it wait
+ * for the interval's end. A busy install (thousands of writes a second) then costs 20 statements a
+ * second, not one per write call, each a round trip, a commit through PostgreSQL's one NOTIFY queue
+ * and a wake-up of every listening backend and gateway (issue 12); the contract allows 1 s. Every gateway holds one dedicated LISTEN connection (reconnecting with backoff)
  * and wakes the subscribers of that install, which then page Storage.changes from their own cursor:
  * the durable log is the truth, a notification is only a wake-up (subscribers also poll, in case
  * one was lost). PGlite is one process: its wake-ups stay in process.
@@ -98,6 +102,8 @@ export interface PgNotifierOptions {
   log: Log;
   /** Channels besides the feed's, on the same LISTEN connection. */
   channels?: ChannelListener[];
+  /** Least time between two NOTIFY statements of this gateway (default 50 ms; 0: one per tick). */
+  notifyIntervalMs?: number;
   /** Backoff bounds of the LISTEN connection's reconnects. */
   minBackoffMs?: number;
   maxBackoffMs?: number;
@@ -108,8 +114,11 @@ export function createPgFeedNotifier(opts: PgNotifierOptions): FeedNotifier {
   const watchers = new Watchers();
   const minBackoff = opts.minBackoffMs ?? 100;
   const maxBackoff = opts.maxBackoffMs ?? 5_000;
+  const interval = opts.notifyIntervalMs ?? 50;
   let pending = new Set<string>();
   let flushing = false;
+  /** When the last NOTIFY statement was sent (performance.now()). */
+  let sentAt = -Infinity;
   let closed = false;
   let client: pg.Client | null = null;
   let retryTimer: NodeJS.Timeout | null = null;
@@ -122,6 +131,7 @@ export function createPgFeedNotifier(opts: PgNotifierOptions): FeedNotifier {
     if (pending.size === 0 || closed) return;
     const payloads = [...pending];
     pending = new Set();
+    sentAt = performance.now();
     opts.send(payloads).catch((error: unknown) => opts.log.warn({ err: { message: (error as Error)?.message } }, 'change-feed NOTIFY failed (subscribers catch up by polling)'));
   };
 
@@ -170,7 +180,9 @@ export function createPgFeedNotifier(opts: PgNotifierOptions): FeedNotifier {
       pending.add(key);
       if (!flushing) {
         flushing = true;
-        setImmediate(flush);
+        const wait = sentAt + interval - performance.now();
+        if (wait > 0) setTimeout(flush, wait).unref();
+        else setImmediate(flush);
       }
     },
     watch: (tenantId, installId, wake) => watchers.watch(keyOf(tenantId, installId), wake),

@@ -11,6 +11,8 @@ import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/db/database.js';
 import { exampleOperations, graphiqlOptions } from '../../src/http/graphiql.js';
 import { createApp } from '../../src/http/server.js';
+import { createPgFeedNotifier, FEED_CHANNEL, sendFeedWakeups } from '../../src/storage/feed-notifier.js';
+import pg from 'pg';
 import { createLogger } from '../../src/logger.js';
 import { extensionClient, sleep } from '../records/client.js';
 import { backend } from '../support/db.js';
@@ -360,6 +362,52 @@ describe.runIf(backend === 'postgres')('across gateway instances on one database
       }
     } finally {
       await second.close(2000);
+    }
+  });
+});
+
+describe.runIf(backend === 'postgres')('wake-ups of a busy install (NOTIFY)', () => {
+  it('are sent at most once per interval per gateway, the first at once, and none is lost', async () => {
+    const listener = new pg.Client({ connectionString: t.database.url! });
+    await listener.connect();
+    const heard: Array<{ payload: string; at: number }> = [];
+    listener.on('notification', (msg) => heard.push({ payload: msg.payload ?? '', at: performance.now() }));
+    await listener.query(`LISTEN ${FEED_CHANNEL}`);
+    const sends: Array<{ payloads: string[]; at: number }> = [];
+    const notifier = createPgFeedNotifier({
+      connectionString: t.database.url!,
+      notifyIntervalMs: 50,
+      send: (payloads) => {
+        sends.push({ payloads, at: performance.now() });
+        return sendFeedWakeups(t.database.handle.db, payloads);
+      },
+      log: { warn: () => undefined },
+    });
+    try {
+      const started = performance.now();
+      notifier.notify('t1', 'busy');
+      // 2,000 wake-ups of one install over about 400 ms, then one of another install.
+      for (let i = 0; i < 400; i++) {
+        for (let j = 0; j < 5; j++) notifier.notify('t1', 'busy');
+        await sleep(1);
+      }
+      const elapsed = performance.now() - started;
+      notifier.notify('t1', 'last');
+      await sleep(300);
+      // The first goes at the next tick, not at the end of an interval.
+      expect(sends[0]!.at - started).toBeLessThan(40);
+      expect(sends[0]!.payloads).toEqual(['t1/busy']);
+      // At most one statement per 50 ms (and a few: the timers' slack), each install once per statement.
+      expect(sends.length).toBeLessThanOrEqual(Math.ceil(elapsed / 50) + 2);
+      for (let i = 1; i < sends.length; i++) expect(sends[i]!.at - sends[i - 1]!.at).toBeGreaterThanOrEqual(45);
+      for (const s of sends) expect(new Set(s.payloads).size).toBe(s.payloads.length);
+      // The wake-up after the burst is still sent, and every listener hears it.
+      expect(sends.at(-1)!.payloads).toContain('t1/last');
+      expect(heard.map((h) => h.payload)).toContain('t1/last');
+      expect(heard.filter((h) => h.payload === 't1/busy').length).toBe(sends.filter((s) => s.payloads.includes('t1/busy')).length);
+    } finally {
+      await notifier.close();
+      await listener.end();
     }
   });
 });
