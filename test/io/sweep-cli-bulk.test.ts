@@ -4,8 +4,11 @@ import { closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FEED_CHANNEL } from '../../src/storage/feed-notifier.js';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { backend } from '../support/db.js';
 import { exportOf } from './support.js';
 
 let t: TestApp;
@@ -52,9 +55,45 @@ describe('sweep', () => {
   });
 });
 
-function run(script: string, args: string[], stdin: number | 'ignore' = 'ignore', stdout: number | 'pipe' = 'pipe'): Promise<{ code: number; stdout: string; stderr: string }> {
+describe.runIf(backend === 'postgres')('npm run sweep', () => {
+  it('removes the expired records of every install and wakes their subscribers on every gateway (NOTIFY)', async () => {
+    const idle = await t.createInstall();
+    const caller = t.adminCaller();
+    const items = Array.from({ length: 5 }, (_, i) => ({ key: `s${i}`, value: i, ttlSeconds: 1 }));
+    await t.app.storage.bulkPutRecords(caller, { installId: idle.id, namespace: 'ns', items });
+    await sleep(1300);
+    const listener = new pg.Client({ connectionString: t.database.url! });
+    await listener.connect();
+    const heard: string[] = [];
+    listener.on('notification', (msg) => heard.push(msg.payload ?? ''));
+    await listener.query(`LISTEN ${FEED_CHANNEL}`);
+    try {
+      const swept = await run('src/cli/sweep.ts', ['--batch', '2'], 'ignore', 'pipe', { NODE_ENV: 'test', DATABASE_URL: t.database.url! });
+      expect(swept.code, swept.stderr).toBe(0);
+      expect(JSON.parse(swept.stdout).removed).toBeGreaterThanOrEqual(5);
+      expect(await storedRows(idle.id)).toBe(0);
+      // The wake-up was sent by the command itself (a gateway's subscribers would otherwise wait for their 5 s poll).
+      for (let i = 0; i < 20 && !heard.includes(`${idle.tenantId}/${idle.id}`); i++) await sleep(50);
+      expect(heard).toContain(`${idle.tenantId}/${idle.id}`);
+      const scope = await t.app.storage.resolveInstall(caller, idle.id, 'read');
+      const feed = await t.app.storage.changes(caller, scope, { first: 100 });
+      expect(feed.changes.filter((c) => c.operation === 'expire').map((c) => c.key).sort()).toEqual(items.map((i) => i.key));
+      await t.database.assertCountersConsistent();
+    } finally {
+      await listener.end();
+    }
+  });
+});
+
+function run(
+  script: string,
+  args: string[],
+  stdin: number | 'ignore' = 'ignore',
+  stdout: number | 'pipe' = 'pipe',
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { stdio: [stdin, stdout, 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { stdio: [stdin, stdout, 'pipe'], env: { ...process.env, ...env } });
     let out = '';
     let err = '';
     child.stdout?.on('data', (d) => (out += d));
