@@ -49,6 +49,17 @@ export function maskError(error: unknown, onUnexpected: (error: unknown) => void
  * says (Yoga keeps 200 for application/json clients), and variable errors get the BAD_USER_INPUT
  * code Yoga leaves out.
  */
+/**
+ * graphql-js ends some messages with `Did you mean "x"?` (a name near a misspelt one). Armor's
+ * blockFieldSuggestion removes them from validation errors only; variable coercion errors (an
+ * input object's unknown field) keep them, and they would enumerate the schema's input fields to a
+ * caller who cannot introspect it. Removed here as well.
+ */
+export function withoutSuggestion(message: string): string {
+  const at = message.lastIndexOf(' Did you mean ');
+  return at >= 0 && message.endsWith('?') ? message.slice(0, at) : message;
+}
+
 export const requestErrorsAnswer400: Plugin = {
   onResultProcess({ result, setResult }) {
     if (Array.isArray(result) || Symbol.asyncIterator in result || 'data' in result || !result.errors?.length) return;
@@ -58,7 +69,7 @@ export const requestErrorsAnswer400: Plugin = {
       ...result,
       errors: result.errors.map(
         (e) =>
-          new GraphQLError(e.message, {
+          new GraphQLError(withoutSuggestion(e.message), {
             nodes: e.nodes,
             source: e.source,
             positions: e.positions,

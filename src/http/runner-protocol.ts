@@ -18,6 +18,7 @@ import type { Principal } from '../storage/principal.js';
 import type { StoredRecord } from '../storage/records.js';
 import type { BulkPutItem, CommitCheckInput, CommitOperationInput, Storage } from '../storage/storage.js';
 import { MAX_JSON_DEPTH } from '../storage/limits.js';
+import { checkKnownFields } from '../storage/prepare.js';
 import { BodyTooLargeError, isUtf8Body, jsonNestingExceeds, MAX_REQUEST_JSON_DEPTH, readBody } from './body.js';
 import { clipForLog } from './log-fields.js';
 import { sendJson, STORAGE_ERROR_HTTP } from './respond.js';
@@ -99,12 +100,39 @@ function optionalInt(body: Body, name: string): number | null {
   return v;
 }
 
+/**
+ * The fields of each operation's body (contract, "HTTP surface"). Any other field is refused
+ * (400 VALIDATION_FAILED) before anything runs: a misspelt `ifRevision` must not make a
+ * conditional write unconditional. `namespace` is accepted on every operation (ignored by commit).
+ */
+const BODY_FIELDS: Record<string, readonly string[]> = {
+  put: ['key', 'value', 'metadata', 'ttlSeconds', 'ifRevision', 'schemaVersion'],
+  get: ['key'],
+  list: ['limit', 'cursor', 'keyPrefix', 'includeValues', 'includeMetadata'],
+  delete: ['key', 'ifRevision'],
+  bulkPut: ['items'],
+  increment: ['key', 'by', 'ttlSeconds'],
+  commit: ['checks', 'operations', 'dryRun'],
+  changes: ['keyPrefix', 'cursor', 'limit'],
+};
+const BULK_ITEM_FIELDS = ['key', 'value', 'metadata', 'ttlSeconds', 'ifRevision'];
+
+function knownFields(value: Body, allowed: readonly string[], where: string): void {
+  try {
+    checkKnownFields(value, allowed, where);
+  } catch (error) {
+    throw new ProtocolError(400, 'VALIDATION_FAILED', (error as Error).message);
+  }
+}
+
 async function execute(body: Body, principal: Principal, deps: RunnerDeps): Promise<unknown> {
   const { storage } = deps;
   const caller = { principal, requestId: deps.requestId };
   const operation = field<string>(body, 'operation', 'string', true)!;
   // Caller-controlled: a 1 MB operation field made a 1 MB log line.
   deps.log.operation = clipForLog(operation, 128);
+  const fields = Object.hasOwn(BODY_FIELDS, operation) ? BODY_FIELDS[operation] : undefined;
+  if (fields) knownFields(body, ['operation', 'namespace', ...fields], `operation ${operation}`);
   // A commit names its namespaces in its checks and operations; its top-level `namespace` is ignored.
   // A `changes` page reads the whole install unless it names one (read below, as optional).
   const namespace = operation === 'commit' || operation === 'changes' ? '' : field<string>(body, 'namespace', 'string', true)!;
@@ -160,6 +188,7 @@ async function execute(body: Body, principal: Principal, deps: RunnerDeps): Prom
           throw new ProtocolError(400, 'VALIDATION_FAILED', `items[${index}] must be an object`);
         }
         const it = item as Body;
+        knownFields(it, BULK_ITEM_FIELDS, `items[${index}]`);
         if (!('value' in it)) throw new ProtocolError(400, 'VALIDATION_FAILED', `items[${index}].value is required`);
         return {
           key: field<string>(it, 'key', 'string', true)!,

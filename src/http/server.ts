@@ -371,10 +371,19 @@ export function createApp(opts: AppOptions): App {
     } else {
       // GET variables, read from the query string exactly as Yoga will (parseGETRequest).
       const raw = req.url ?? '';
-      const variables = raw.includes('?') ? new URLSearchParams(raw.slice(raw.indexOf('?') + 1)).get('variables') : null;
+      const search = raw.includes('?') ? new URLSearchParams(raw.slice(raw.indexOf('?') + 1)) : null;
+      const variables = search?.get('variables') ?? null;
       if (variables && jsonNestingExceeds(Buffer.from(variables), MAX_REQUEST_JSON_DEPTH)) {
         sendGraphQLError(res, 400, 'BAD_REQUEST', `variables nest JSON deeper than ${MAX_REQUEST_JSON_DEPTH} levels`, cors);
         return;
+      }
+      // Yoga parses them with a bare JSON.parse, and its SyntaxError became an INTERNAL error.
+      for (const name of ['variables', 'extensions']) {
+        const text = search?.get(name);
+        if (text && !isJsonText(text)) {
+          sendGraphQLError(res, 400, 'BAD_REQUEST', `the ${name} parameter is not valid JSON`, cors);
+          return;
+        }
       }
     }
     const serverContext: ServerContext = { caller, log, requestBytes: body ? body.length : (req.url ?? '').length };
@@ -630,5 +639,14 @@ async function sendStream(res: ServerResponse, status: number, headers: Record<s
     res.off('close', onClose);
     if (!gone) reader.cancel().catch(() => undefined);
     if (!res.writableEnded) res.end();
+  }
+}
+
+function isJsonText(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -9,7 +9,8 @@
  * Rules, each once, here:
  * - line 1 is the header; schema lines come before record lines; the end line is last and its
  *   counts match; a key appears once (duplicates would make one write of two records);
- * - records pass the prepare stage's checks (limits.ts: names, formats, sizes);
+ * - records pass the prepare stage's checks (limits.ts: names, formats, sizes), and an expiry at
+ *   most the longest TTL from now (checkExpiryBound: no import past STORAGE_MAX_TTL_SECONDS);
  * - schemas: a target namespace with no schema gets the file's versions as they were; otherwise
  *   the file's versions (none, when the file holds only records of it) must equal the target's;
  * - each record is validated against its own schemaVersion (one of the file's versions);
@@ -40,7 +41,7 @@ import {
 } from './errors.js';
 import { EXPORT_FORMAT, EXPORT_VERSION } from './export.js';
 import type { InstallScope } from './installs.js';
-import { checkKey, checkNamespace, checkValueFormat, checkValueSizes, fitsInt4, isJsonObject } from './limits.js';
+import { checkExpiryBound, checkKey, checkNamespace, checkValueFormat, checkValueSizes, fitsInt4, isJsonObject } from './limits.js';
 import type { Caller } from './principal.js';
 import { compileSchema, validationIssues } from './schemas.js';
 import type { RawOutcome, RecordWriter, RestoreOp } from './write.js';
@@ -275,6 +276,7 @@ export async function importInstall(
               updatedAt: instant(o.updatedAt, 'updatedAt')!,
               expiresAt: instant(o.ttlExpiresAt ?? null, 'ttlExpiresAt', true),
             };
+            checkExpiryBound(restore.expiresAt, limits);
             await settle(namespace, line);
             if (schemaVersion !== null) {
               const schema = schemas.get(namespace)?.find((s) => s.version === schemaVersion);

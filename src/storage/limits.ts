@@ -133,6 +133,22 @@ export function checkValueSizes(
   return { value, metadata: meta, valueBytes, metadataBytes };
 }
 
+/** Clock skew allowed between the gateway and the database that set an expiry (checkExpiryBound). */
+const EXPIRY_SKEW_MS = 300_000;
+
+/**
+ * A stored expiry brought back (import): at most the longest TTL from now, as any write could have
+ * set it (with 5 minutes for clock skew); an expiry in the past is fine (the record is expired).
+ */
+export function checkExpiryBound(expiresAt: string | null, limits: Pick<Limits, 'maxTtlSeconds'>, now = Date.now()): void {
+  if (expiresAt === null) return;
+  const at = Date.parse(expiresAt);
+  const seconds = Math.ceil((at - now) / 1000);
+  if (at > now + limits.maxTtlSeconds * 1000 + EXPIRY_SKEW_MS) {
+    throw new LimitExceededError('ttlSeconds', `ttlExpiresAt is ${seconds} seconds from now; the limit is ${limits.maxTtlSeconds}`, limits.maxTtlSeconds, Number.isSafeInteger(seconds) ? seconds : null);
+  }
+}
+
 export function checkPageSize(first: number | null | undefined, limits: Pick<Limits, 'maxPageSize' | 'defaultPageSize'>): number {
   const n = first ?? limits.defaultPageSize;
   if (!Number.isInteger(n) || n < 1 || n > limits.maxPageSize) {

@@ -235,13 +235,34 @@ export function prepareIncrement(input: IncrementInput, sizing: Sizing): WriteCo
   return command('incrementRecord', [prepareIncrementOp(input, sizing)], false);
 }
 
+/**
+ * The fields of a commit's checks and operations (the contract's CommitCheck, CommitPut,
+ * CommitDelete, CommitIncrement). GraphQL refuses any other field before the core sees it; the
+ * Runner door's JSON is checked here, so a misspelt field is refused rather than dropped (an
+ * `ifRevision` on a commit put is not a check: the write would be unconditional).
+ */
+const COMMIT_FIELDS = {
+  check: ['namespace', 'key', 'revision'],
+  put: ['namespace', 'key', 'value', 'metadata', 'ttlSeconds', 'schemaVersion'],
+  delete: ['namespace', 'key'],
+  increment: ['namespace', 'key', 'by', 'ttlSeconds'],
+} as const;
+
+/** Refuses a field of `value` that is not in `allowed` (BadInputError naming it and `where`). */
+export function checkKnownFields(value: object, allowed: readonly string[], where: string): void {
+  for (const name of Object.keys(value)) {
+    if (!allowed.includes(name)) throw new BadInputError(`${where}: unknown field "${name.slice(0, 64)}" (known: ${allowed.join(', ')})`);
+  }
+}
+
 /** The one field of a commit operation (GraphQL's @oneOf says so; the Runner door's JSON is checked here). */
 function oneOf(op: CommitOperationInput, index: number): 'put' | 'delete' | 'increment' {
   const kinds = op && typeof op === 'object' ? (['put', 'delete', 'increment'] as const).filter((k) => op[k] !== null && op[k] !== undefined) : [];
   const only = kinds[0];
-  if (kinds.length !== 1 || !only || typeof op[only] !== 'object') {
+  if (kinds.length !== 1 || !only || typeof op[only] !== 'object' || Array.isArray(op[only])) {
     throw new BadInputError(`operation ${index} must have exactly one of put, delete or increment`);
   }
+  checkKnownFields(op, ['put', 'delete', 'increment'], `operation ${index}`);
   return only;
 }
 
@@ -275,7 +296,9 @@ export function prepareCommit(input: CommitInput, sizing: Sizing): WriteCommand 
   });
   // Names and formats: the checks (a malformed check names no operation), then every operation.
   const checkOps = checks.map((check, index): CheckOp => {
-    const revision = check?.revision;
+    if (typeof check !== 'object' || check === null || Array.isArray(check)) throw new BadInputError(`check ${index} must be an object`);
+    checkKnownFields(check, COMMIT_FIELDS.check, `check ${index}`);
+    const revision = check.revision;
     if (typeof revision !== 'number' || !Number.isSafeInteger(revision) || revision < 0) {
       throw new BadInputError(`check ${index}: revision must be a non-negative integer`);
     }
@@ -286,6 +309,7 @@ export function prepareCommit(input: CommitInput, sizing: Sizing): WriteCommand 
   operations.forEach((op, index) =>
     atItem(true, index, () => {
       const target = op[kinds[index]!]!;
+      checkKnownFields(target, COMMIT_FIELDS[kinds[index]!], `operation ${index} ${kinds[index]!}`);
       checkNamespace(target.namespace);
       checkKey(target.key, limits);
       if (op.put) {

@@ -259,6 +259,38 @@ describe('Runner REST: put and get', () => {
     expect(details.limit).toBe('metadataType');
   });
 
+  it('an unknown field (a misspelt ifRevision, anywhere) is 400 VALIDATION_FAILED naming it, and nothing is written', async () => {
+    const key = `cond-${randomUUID()}`;
+    const first = await runner(install.id, { operation: 'put', namespace: 'prefs', key, value: 'v1' });
+    expect(first.status).toBe(200);
+    const refused: Array<[unknown, RegExp]> = [
+      [{ operation: 'put', namespace: 'prefs', key, value: 'X', ifrevision: 7 }, /unknown field "ifrevision"/],
+      [{ operation: 'delete', namespace: 'prefs', key, ifRevison: 7 }, /unknown field "ifRevison"/],
+      [{ operation: 'get', namespace: 'prefs', key, includeValues: false }, /unknown field "includeValues"/],
+      [{ operation: 'increment', namespace: 'prefs', key: `n-${key}`, by: 1, ifRevision: 0 }, /unknown field "ifRevision"/],
+      [{ operation: 'bulkPut', namespace: 'prefs', items: [{ key: `b-${key}`, value: 1 }, { key, value: 'X', ifRevison: 7 }] }, /items\[1\]: unknown field "ifRevison"/],
+      [{ operation: 'commit', operations: [{ put: { namespace: 'prefs', key, value: 'X', ifRevision: 7 } }] }, /operation 0 put: unknown field "ifRevision"/],
+      [{ operation: 'commit', operations: [{ delete: { namespace: 'prefs', key, revision: 1 } }] }, /operation 0 delete: unknown field "revision"/],
+      [{ operation: 'commit', operations: [{ put: { namespace: 'prefs', key, value: 'X' }, check: {} }] }, /operation 0: unknown field "check"/],
+      [{ operation: 'commit', checks: [{ namespace: 'prefs', key, revision: 1, ifRevision: 1 }], operations: [{ delete: { namespace: 'prefs', key } }] }, /check 0: unknown field "ifRevision"/],
+      [{ operation: 'commit', checks: [null], operations: [{ delete: { namespace: 'prefs', key } }] }, /check 0 must be an object/],
+      [{ operation: 'changes', after: 'x' }, /unknown field "after"/],
+    ];
+    for (const [body, message] of refused) {
+      const res = await runner(install.id, body);
+      expectError(res, 400, 'VALIDATION_FAILED');
+      expect(res.body.error, JSON.stringify(body)).toMatch(message);
+    }
+    const after = await runner(install.id, { operation: 'get', namespace: 'prefs', key });
+    expect(after.status).toBe(200);
+    expect(after.body).toMatchObject({ value: 'v1', revision: first.body.revision });
+    expect((await runner(install.id, { operation: 'get', namespace: 'prefs', key: `b-${key}` })).status).toBe(404);
+    expect((await runner(install.id, { operation: 'get', namespace: 'prefs', key: `n-${key}` })).status).toBe(404);
+    // The known fields still work, `namespace` included where it is ignored (commit).
+    const ok = await runner(install.id, { operation: 'commit', namespace: 'ignored', operations: [{ put: { namespace: 'prefs', key, value: 'v2' } }], dryRun: true });
+    expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+  });
+
   it('a negative ifRevision is 400 VALIDATION_FAILED', async () => {
     expectError(await runner(install.id, { operation: 'put', namespace: 'prefs', key: 'neg', value: 1, ifRevision: -1 }), 400, 'VALIDATION_FAILED');
   });

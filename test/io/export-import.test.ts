@@ -217,6 +217,8 @@ describe('import', () => {
       ['a null value', () => file([R('a'), R('b', { value: null })]), 400, 'LIMIT_EXCEEDED', 3],
       ['a value too large', () => file([R('a', { value: 'x'.repeat(300_000) })]), 400, 'LIMIT_EXCEEDED', 2],
       ['a bad revision', () => file([R('a', { revision: 0 })]), 400, 'VALIDATION_FAILED', 2],
+      // No write could have set it: past STORAGE_MAX_TTL_SECONDS from now (an import must not get round the limit).
+      ['an expiry beyond the longest TTL', () => file([R('a'), R('b', { ttlExpiresAt: '9999-12-31T23:59:59.999Z' })]), 400, 'LIMIT_EXCEEDED', 3],
       ['a bad timestamp', () => file([R('a', { createdAt: 'yesterday' })]), 400, 'VALIDATION_FAILED', 2],
       ['a value that fails its schema version', () => file([record('ns2', 'a', { n: 'x' }, { schemaVersion: 1 })], [schemaLine]), 400, 'VALIDATION_FAILED', 3],
       ['an unknown schema version', () => file([record('ns2', 'a', { n: 1 }, { schemaVersion: 2 })], [schemaLine]), 400, 'VALIDATION_FAILED', 3],

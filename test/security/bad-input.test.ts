@@ -133,6 +133,20 @@ describe('variables of the wrong type are BAD_USER_INPUT and write nothing', () 
     });
   }
 
+  it('a misspelt field of an input object names no real field (no "Did you mean")', async () => {
+    for (const input of [
+      { namespac: NS, key: `sugg-${randomUUID()}`, value: 1 },
+      { namespace: NS, key: `sugg-${randomUUID()}`, value: 1, ifrevision: 0 },
+    ]) {
+      const res = await t.gql(PUT, { input }, { token });
+      expectGraphQLError(res, 'BAD_USER_INPUT');
+      expect(res.status).toBe(400);
+      const messages: string[] = res.body.errors!.map((e) => e.message);
+      expect(messages.some((m) => /; Field "(namespac|ifrevision)" is not defined by type "PutRecordInput"\.$/.test(m)), messages.join('\n')).toBe(true);
+      expect(messages.join('\n')).not.toMatch(/Did you mean/);
+    }
+  });
+
   it('keys as an object is BAD_USER_INPUT', async () => {
     const res = await t.gql(`query($keys: [String!]!) { records(namespace: "${NS}", keys: $keys) { key } }`, { keys: { a: 1 } }, { token });
     expectGraphQLError(res, 'BAD_USER_INPUT');
@@ -204,6 +218,20 @@ describe('mutations over GET are refused with 405', () => {
     expect(res.status).toBe(405);
     expectNoInternals(res);
     await expectNotWritten(key);
+  });
+
+  it('malformed JSON in the variables or extensions of a GET is 400 BAD_REQUEST, not an internal error', async () => {
+    for (const extra of ['&variables={bad', '&variables=x', '&extensions={bad', `&extensions=${encodeURIComponent('{"persistedQuery":')}`]) {
+      const res = await rawRequest(t, {
+        method: 'GET',
+        path: `/graphql?query=${encodeURIComponent('{ install { id } }')}${extra}`,
+        headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+      });
+      expect(res.status, extra).toBe(400);
+      expect(res.text, extra).toMatch(/BAD_REQUEST/);
+      expect(res.text).not.toMatch(/INTERNAL|Unexpected error/);
+      expectNoInternals(res);
+    }
   });
 
   it('a query over GET works (control)', async () => {
