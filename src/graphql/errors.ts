@@ -38,7 +38,13 @@ export function maskError(error: unknown, onUnexpected: (error: unknown) => void
       extensions: storageErrorExtensions(original),
     });
   }
-  if (gqlError && (!original || original instanceof GraphQLError)) return gqlError;
+  if (gqlError && (!original || original instanceof GraphQLError)) {
+    // Yoga's JSON body parser copies the parser's own error into `extensions.originalError` (its
+    // name and message, which quotes the body): an internal detail, not the caller's to see.
+    if (!gqlError.extensions?.originalError) return gqlError;
+    const { originalError: _internal, ...extensions } = gqlError.extensions;
+    return new GraphQLError(gqlError.message, { ...where(gqlError), extensions });
+  }
   onUnexpected(original ?? error);
   return new GraphQLError('Unexpected error.', { ...where(gqlError), extensions: { code: 'INTERNAL' } });
 }

@@ -353,7 +353,7 @@ export class RecordWriter {
       case 'valueType':
         return outcome.reason === 'bound'
           ? new LimitExceededError('valueType', `the counter "${outcome.key}" would pass ±${COUNTER_BOUND}`, COUNTER_BOUND, null, itemIndex(outcome.index))
-          : new LimitExceededError('valueType', `record "${outcome.key}" holds a ${outcome.type ?? 'non-number'} value, not a number`, null, null, itemIndex(outcome.index));
+          : new LimitExceededError('valueType', `record "${outcome.key}" holds ${outcome.type === 'object' || outcome.type === 'array' ? 'an' : 'a'} ${outcome.type ?? 'non-number'} value, not a number`, null, null, itemIndex(outcome.index));
       case 'quota':
         // A commit's quotas concern it as a whole (contract, "Transactions: commit"): no item index.
         return new QuotaExceededError(outcome.quota, Number(outcome.allowed), Number(outcome.used), cmd.operation === 'bulkPutRecords' ? outcome.index : null);

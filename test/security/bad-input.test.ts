@@ -55,6 +55,9 @@ describe('a body that is not a GraphQL request is a 400, never a crash', () => {
     const text = JSON.stringify(putBody(key)).slice(0, -5);
     const res = await rawRequest(t, { headers: json(), body: text });
     expectClientError(res, 400);
+    // Neither the parser's error nor the body it quotes comes back.
+    expect(res.body.errors?.[0]?.extensions).toEqual({ code: 'BAD_REQUEST' });
+    expect(res.text).not.toContain(key);
     await expectNotWritten(key);
   });
 
