@@ -152,7 +152,7 @@ export function checkExpiryBound(expiresAt: string | null, limits: Pick<Limits, 
 export function checkPageSize(first: number | null | undefined, limits: Pick<Limits, 'maxPageSize' | 'defaultPageSize'>): number {
   const n = first ?? limits.defaultPageSize;
   if (!Number.isInteger(n) || n < 1 || n > limits.maxPageSize) {
-    throw new LimitExceededError('pageSize', `first must be 1 to ${limits.maxPageSize}`, limits.maxPageSize, Number.isFinite(n) ? n : null);
+    throw new LimitExceededError('pageSize', `a page takes 1 to ${limits.maxPageSize} items (GraphQL first, Runner limit)`, limits.maxPageSize, Number.isFinite(n) ? n : null);
   }
   return n;
 }
