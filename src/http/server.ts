@@ -401,9 +401,15 @@ export function createApp(opts: AppOptions): App {
       await sendStream(res, answer.status, outHeaders, answer.stream);
       return;
     }
-    outHeaders['content-length'] = String(typeof answer.body === 'string' ? Buffer.byteLength(answer.body) : answer.body.length);
+    let out = answer.body;
+    if (answer.status === 406 && out.length === 0) {
+      // Yoga answers an Accept it cannot meet with an empty 406; say why, in the one type every client reads.
+      out = `Not Acceptable: this request can be answered only as one of: ${outHeaders.accept ?? 'application/json'}\n`;
+      outHeaders['content-type'] = 'text/plain; charset=utf-8';
+    }
+    outHeaders['content-length'] = String(typeof out === 'string' ? Buffer.byteLength(out) : out.length);
     res.writeHead(answer.status, outHeaders);
-    res.end(answer.body);
+    res.end(out);
   }
 
   async function route(req: IncomingMessage, res: ServerResponse, requestId: string, log: RequestLog): Promise<string> {

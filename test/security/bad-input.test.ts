@@ -61,6 +61,13 @@ describe('a body that is not a GraphQL request is a 400, never a crash', () => {
     await expectNotWritten(key);
   });
 
+  it('an Accept header the server cannot meet is 406 with a body that says what it can send', async () => {
+    const res = await rawRequest(t, { headers: json({ accept: 'application/xml' }), body: JSON.stringify({ query: '{ __typename }' }) });
+    expect(res.status).toBe(406);
+    expect(res.text).toMatch(/^Not Acceptable: .*application\/json/);
+    expectNoInternals(res);
+  });
+
   it('a JSON array of requests (batching is not offered)', async () => {
     const key = `array-${randomUUID()}`;
     const res = await rawRequest(t, { headers: json(), body: JSON.stringify([putBody(key)]) });
