@@ -50,12 +50,6 @@ export function maskError(error: unknown, onUnexpected: (error: unknown) => void
 }
 
 /**
- * Request errors (parse, validation, armor limits, variable coercion: a result without `data`
- * whose errors all carry HTTP status 400) answer 400 whatever the Accept header, as the contract
- * says (Yoga keeps 200 for application/json clients), and variable errors get the BAD_USER_INPUT
- * code Yoga leaves out.
- */
-/**
  * graphql-js ends some messages with `Did you mean "x"?` (a name near a misspelt one). Armor's
  * blockFieldSuggestion removes them from validation errors only; variable coercion errors (an
  * input object's unknown field) keep them, and they would enumerate the schema's input fields to a
@@ -66,6 +60,12 @@ export function withoutSuggestion(message: string): string {
   return at >= 0 && message.endsWith('?') ? message.slice(0, at) : message;
 }
 
+/**
+ * Request errors (parse, validation, armor limits, variable coercion: a result without `data`
+ * whose errors all carry HTTP status 400) answer 400 whatever the Accept header, as the contract
+ * says (Yoga keeps 200 for application/json clients), and variable errors get the BAD_USER_INPUT
+ * code Yoga leaves out.
+ */
 export const requestErrorsAnswer400: Plugin = {
   onResultProcess({ result, setResult }) {
     if (Array.isArray(result) || Symbol.asyncIterator in result || 'data' in result || !result.errors?.length) return;

@@ -8,8 +8,10 @@
  * (50 ms) per gateway: the first after a quiet spell goes at the next tick, the ones after it wait
  * for the interval's end. A busy install (thousands of writes a second) then costs 20 statements a
  * second, not one per write call, each a round trip, a commit through PostgreSQL's one NOTIFY queue
- * and a wake-up of every listening backend and gateway (issue 12); the contract allows 1 s. Every gateway holds one dedicated LISTEN connection (reconnecting with backoff)
- * and wakes the subscribers of that install, which then page Storage.changes from their own cursor:
+ * and a wake-up of every listening backend and gateway (issue 12); the contract allows 1 s.
+ *
+ * Every gateway holds one dedicated LISTEN connection (reconnecting with backoff) and wakes the
+ * subscribers of that install, which then page Storage.changes from their own cursor:
  * the durable log is the truth, a notification is only a wake-up (subscribers also poll, in case
  * one was lost). PGlite is one process: its wake-ups stay in process.
  *
