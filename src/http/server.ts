@@ -456,6 +456,10 @@ export function createApp(opts: AppOptions): App {
       res.end(text);
       return 'metrics';
     }
+    if (path === '/healthz' || path === '/readyz' || path === '/metrics') {
+      sendJson(res, 405, { error: 'use GET', code: 'METHOD_NOT_ALLOWED' }, { allow: 'GET' });
+      return path.slice(1);
+    }
     if (ADMIN_IO_RE.test(path)) {
       await handleAdminIo(req, res, path, {
         storage,

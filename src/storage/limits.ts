@@ -22,14 +22,15 @@ export function checkNamespace(namespace: string): void {
   }
 }
 
-export function checkKey(key: string, limits: Pick<Limits, 'maxKeyLength'>): void {
-  if (typeof key !== 'string') throw new LimitExceededError('keyFormat', 'key must be a string');
-  if (!key.isWellFormed()) throw new LimitExceededError('keyFormat', 'key contains a lone surrogate');
+/** A key's format and length; `what` names it in the message (a listing's prefix is checked as a key). */
+export function checkKey(key: string, limits: Pick<Limits, 'maxKeyLength'>, what = 'key'): void {
+  if (typeof key !== 'string') throw new LimitExceededError('keyFormat', `${what} must be a string`);
+  if (!key.isWellFormed()) throw new LimitExceededError('keyFormat', `${what} contains a lone surrogate`);
   const length = codePointLength(key);
   if (length < 1 || length > limits.maxKeyLength) {
-    throw new LimitExceededError('keyLength', `key must be 1 to ${limits.maxKeyLength} characters`, limits.maxKeyLength, length);
+    throw new LimitExceededError('keyLength', `${what} must be 1 to ${limits.maxKeyLength} characters`, limits.maxKeyLength, length);
   }
-  if (CONTROL_RE.test(key)) throw new LimitExceededError('keyFormat', 'key contains a control character');
+  if (CONTROL_RE.test(key)) throw new LimitExceededError('keyFormat', `${what} contains a control character`);
 }
 
 export function codePointLength(s: string): number {

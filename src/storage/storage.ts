@@ -192,7 +192,7 @@ export class Storage {
 
   private checkListing(namespace: string, prefix: string | null | undefined): void {
     checkNamespace(namespace);
-    if (prefix !== null && prefix !== undefined && prefix !== '') checkKey(prefix, this.settings.limits);
+    if (prefix !== null && prefix !== undefined && prefix !== '') checkKey(prefix, this.settings.limits, 'prefix');
   }
 
   /** What a global id names (contract, "Reads": global ids); a malformed id is BAD_USER_INPUT. */

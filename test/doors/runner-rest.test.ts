@@ -461,6 +461,12 @@ describe('Runner REST: list', () => {
     expect(none.body).toEqual({ items: [], nextCursor: null });
   });
 
+  it('a keyPrefix with a control character is 400 LIMIT_EXCEEDED keyFormat, named as the prefix', async () => {
+    const res = await runner(install.id, { operation: 'list', namespace: 'many', keyPrefix: 'item\u0001' });
+    expect(expectError(res, 400, 'LIMIT_EXCEEDED').limit).toBe('keyFormat');
+    expect(res.body.error).toBe('prefix contains a control character');
+  });
+
   it('pages within a keyPrefix', async () => {
     const first = await runner(install.id, { operation: 'list', namespace: 'many', keyPrefix: 'item/01', limit: 6 });
     const second = await runner(install.id, { operation: 'list', namespace: 'many', keyPrefix: 'item/01', limit: 6, cursor: first.body.nextCursor });

@@ -17,6 +17,15 @@ describe('the server', () => {
     expect(await ready.json()).toEqual({ status: 'ready' });
   });
 
+  it('answers another method on /healthz, /readyz and /metrics with 405 and Allow: GET', async () => {
+    for (const path of ['/healthz', '/readyz', '/metrics']) {
+      const res = await fetch(`${t.url}${path}`, { method: 'POST', body: '{}' });
+      expect(res.status, path).toBe(405);
+      expect(res.headers.get('allow')).toBe('GET');
+      expect(await res.json()).toEqual({ error: 'use GET', code: 'METHOD_NOT_ALLOWED' });
+    }
+  });
+
   it('writes and reads a record for an extension', async () => {
     const install = await t.createInstall();
     const token = await install.token();
