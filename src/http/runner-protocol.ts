@@ -102,7 +102,7 @@ function optionalInt(body: Body, name: string): number | null {
 
 /**
  * The fields of each operation's body (contract, "HTTP surface"). Any other field is refused
- * (400 VALIDATION_FAILED) before anything runs: a misspelt `ifRevision` must not make a
+ * (the core's BadInputError: 400 VALIDATION_FAILED) before anything runs: a misspelt `ifRevision` must not make a
  * conditional write unconditional. `namespace` is accepted on every operation (ignored by commit).
  */
 const BODY_FIELDS: Record<string, readonly string[]> = {
@@ -117,14 +117,6 @@ const BODY_FIELDS: Record<string, readonly string[]> = {
 };
 const BULK_ITEM_FIELDS = ['key', 'value', 'metadata', 'ttlSeconds', 'ifRevision'];
 
-function knownFields(value: Body, allowed: readonly string[], where: string): void {
-  try {
-    checkKnownFields(value, allowed, where);
-  } catch (error) {
-    throw new ProtocolError(400, 'VALIDATION_FAILED', (error as Error).message);
-  }
-}
-
 async function execute(body: Body, principal: Principal, deps: RunnerDeps): Promise<unknown> {
   const { storage } = deps;
   const caller = { principal, requestId: deps.requestId };
@@ -132,7 +124,7 @@ async function execute(body: Body, principal: Principal, deps: RunnerDeps): Prom
   // Caller-controlled: a 1 MB operation field made a 1 MB log line.
   deps.log.operation = clipForLog(operation, 128);
   const fields = Object.hasOwn(BODY_FIELDS, operation) ? BODY_FIELDS[operation] : undefined;
-  if (fields) knownFields(body, ['operation', 'namespace', ...fields], `operation ${operation}`);
+  if (fields) checkKnownFields(body, ['operation', 'namespace', ...fields], `operation ${operation}`);
   // A commit names its namespaces in its checks and operations; its top-level `namespace` is ignored.
   // A `changes` page reads the whole install unless it names one (read below, as optional).
   const namespace = operation === 'commit' || operation === 'changes' ? '' : field<string>(body, 'namespace', 'string', true)!;
@@ -188,7 +180,7 @@ async function execute(body: Body, principal: Principal, deps: RunnerDeps): Prom
           throw new ProtocolError(400, 'VALIDATION_FAILED', `items[${index}] must be an object`);
         }
         const it = item as Body;
-        knownFields(it, BULK_ITEM_FIELDS, `items[${index}]`);
+        checkKnownFields(it, BULK_ITEM_FIELDS, `items[${index}]`);
         if (!('value' in it)) throw new ProtocolError(400, 'VALIDATION_FAILED', `items[${index}].value is required`);
         return {
           key: field<string>(it, 'key', 'string', true)!,
