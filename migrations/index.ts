@@ -9,6 +9,7 @@ import * as m007 from './007_write_set_based.js';
 import * as m008 from './008_commit_and_counters.js';
 import * as m009 from './009_change_feed.js';
 import * as m010 from './010_merged_batches.js';
+import * as m011 from './011_lean_single_writes.js';
 
 /** Every migration, in order. Names are recorded in kysely_migration; never rename one. */
 export const migrations: Record<string, Migration> = {
@@ -22,4 +23,5 @@ export const migrations: Record<string, Migration> = {
   '008_commit_and_counters': m008,
   '009_change_feed': m009,
   '010_merged_batches': m010,
+  '011_lean_single_writes': m011,
 };

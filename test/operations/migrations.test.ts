@@ -8,7 +8,7 @@ import { backend, createPostgresDatabase, openTestDatabase } from '../support/db
 
 const tenantId = '3d1f9a2e-5b6c-4d7e-8f90-1a2b3c4d5e6f';
 const installId = '7e8f9a0b-1c2d-4e3f-8a5b-6c7d8e9f0a1b';
-const ALL_UP = ['Up 001_storage_tables', 'Up 002_schemas_and_audit', 'Up 003_install_write_sequence', 'Up 004_install_bytes', 'Up 005_write_function', 'Up 006_write_batch', 'Up 007_write_set_based', 'Up 008_commit_and_counters', 'Up 009_change_feed', 'Up 010_merged_batches'];
+const ALL_UP = ['Up 001_storage_tables', 'Up 002_schemas_and_audit', 'Up 003_install_write_sequence', 'Up 004_install_bytes', 'Up 005_write_function', 'Up 006_write_batch', 'Up 007_write_set_based', 'Up 008_commit_and_counters', 'Up 009_change_feed', 'Up 010_merged_batches', 'Up 011_lean_single_writes'];
 const caller = { principal: { kind: 'admin' as const, tenantId, actor: 'migration-test' }, requestId: null };
 
 async function tableExists(db: Parameters<typeof migrationsApplied>[0], name: string): Promise<boolean> {
@@ -25,6 +25,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
     await storage.upsertInstall(caller, { id: installId, extensionId: 'x', enabled: true, canRead: true, canWrite: true });
     await storage.putRecord(caller, { installId, namespace: 'one', key: 'a', value: 'x'.repeat(100), ttlSeconds: 600 });
     await storage.putRecord(caller, { installId, namespace: 'two', key: 'b', value: 'y'.repeat(50), metadata: { m: 1 } });
+    expect(await migrateDown(db)).toEqual(['Down 011_lean_single_writes']);
     expect(await migrateDown(db)).toEqual(['Down 010_merged_batches']);
     expect(await migrateDown(db)).toEqual(['Down 009_change_feed']);
     expect(await migrateDown(db)).toEqual(['Down 008_commit_and_counters']);
@@ -35,7 +36,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
     const { rows } = await sql<{ install: number }>`
       SELECT bytes::int AS install FROM ext_storage_install_locks WHERE tenant_id = ${tenantId}::uuid AND install_id = ${installId}::uuid`.execute(db);
     expect(rows[0]!.install).toBe(102 + 2 + 52 + JSON.stringify({ m: 1 }).length);
-    expect(await migrateToLatest(db)).toEqual(['Up 005_write_function', 'Up 006_write_batch', 'Up 007_write_set_based', 'Up 008_commit_and_counters', 'Up 009_change_feed', 'Up 010_merged_batches']);
+    expect(await migrateToLatest(db)).toEqual(['Up 005_write_function', 'Up 006_write_batch', 'Up 007_write_set_based', 'Up 008_commit_and_counters', 'Up 009_change_feed', 'Up 010_merged_batches', 'Up 011_lean_single_writes']);
     await t.assertCountersConsistent();
     expect((await storage.putRecord(caller, { installId, namespace: 'one', key: 'a', value: 2, ifRevision: 1 })).revision).toBe(2);
     await t.assertCountersConsistent();
@@ -47,6 +48,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
     const db = t.handle.db;
     const storage = new Storage(db, loadConfig({ NODE_ENV: 'test' }));
     await storage.upsertInstall(caller, { id: installId, extensionId: 'x', enabled: true, canRead: true, canWrite: true });
+    expect(await migrateDown(db)).toEqual(['Down 011_lean_single_writes']);
     expect(await migrateDown(db)).toEqual(['Down 010_merged_batches']);
     expect(await migrateDown(db)).toEqual(['Down 009_change_feed']);
     expect(await migrateDown(db)).toEqual(['Down 008_commit_and_counters']);
@@ -60,7 +62,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
                 FROM (VALUES ('soon', '1', interval '10 minutes'), ('later', '22', interval '2 hours')) AS x(k, v, d)`.execute(db);
     await sql`INSERT INTO ext_storage_namespaces (tenant_id, install_id, namespace, key_count, bytes)
               SELECT ${tenantId}::uuid, ${installId}::uuid, n, c, b FROM (VALUES ('ns', 2, 7), ('empty', 0, 0)) AS x(n, c, b)`.execute(db);
-    expect(await migrateToLatest(db)).toEqual(['Up 005_write_function', 'Up 006_write_batch', 'Up 007_write_set_based', 'Up 008_commit_and_counters', 'Up 009_change_feed', 'Up 010_merged_batches']);
+    expect(await migrateToLatest(db)).toEqual(['Up 005_write_function', 'Up 006_write_batch', 'Up 007_write_set_based', 'Up 008_commit_and_counters', 'Up 009_change_feed', 'Up 010_merged_batches', 'Up 011_lean_single_writes']);
     await t.assertCountersConsistent();
     const scope = await storage.resolveInstall(caller, installId, 'read');
     expect(await storage.usage(caller, scope)).toEqual({ namespaces: 1, keys: 2, bytes: 7 });
@@ -73,6 +75,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
     const storage = new Storage(db, loadConfig({ NODE_ENV: 'test' }));
     await storage.upsertInstall(caller, { id: installId, extensionId: 'x', enabled: true, canRead: true, canWrite: true });
     expect((await storage.incrementRecord(caller, { installId, namespace: 'c', key: 'n', by: 2 })).value).toBe(2);
+    expect(await migrateDown(db)).toEqual(['Down 011_lean_single_writes']);
     expect(await migrateDown(db)).toEqual(['Down 010_merged_batches']);
     expect(await migrateDown(db)).toEqual(['Down 009_change_feed']);
     expect(await migrateDown(db)).toEqual(['Down 008_commit_and_counters']);
@@ -83,7 +86,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
       operations: [{ put: { namespace: 'c', key: 'p', value: 1 } }],
     });
     expect(unchecked.committed).toBe(true);
-    expect(await migrateToLatest(db)).toEqual(['Up 008_commit_and_counters', 'Up 009_change_feed', 'Up 010_merged_batches']);
+    expect(await migrateToLatest(db)).toEqual(['Up 008_commit_and_counters', 'Up 009_change_feed', 'Up 010_merged_batches', 'Up 011_lean_single_writes']);
     await t.assertCountersConsistent();
     await expect(
       storage.commit(caller, { installId, checks: [{ namespace: 'c', key: 'n', revision: 9 }], operations: [{ put: { namespace: 'c', key: 'p', value: 2 } }] }),
@@ -106,6 +109,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
     await storage.putRecord(caller, { installId, namespace: 'ns', key: 'kept', value: { n: 1 } });
     expect(await migrationsApplied(db)).toBe(true);
 
+    expect(await migrateDown(db)).toEqual(['Down 011_lean_single_writes']);
     expect(await migrateDown(db)).toEqual(['Down 010_merged_batches']);
     expect(await migrateDown(db)).toEqual(['Down 009_change_feed']);
     expect(await migrateDown(db)).toEqual(['Down 008_commit_and_counters']);
@@ -122,13 +126,36 @@ describe('migrations: up, down, up again keep the data the down migration promis
       SELECT key, revision FROM ext_storage_records WHERE tenant_id = ${tenantId}::uuid`.execute(db);
     expect(rows).toEqual([{ key: 'kept', revision: 1 }]);
 
-    expect(await migrateToLatest(db)).toEqual(['Up 002_schemas_and_audit', 'Up 003_install_write_sequence', 'Up 004_install_bytes', 'Up 005_write_function', 'Up 006_write_batch', 'Up 007_write_set_based', 'Up 008_commit_and_counters', 'Up 009_change_feed', 'Up 010_merged_batches']);
+    expect(await migrateToLatest(db)).toEqual(['Up 002_schemas_and_audit', 'Up 003_install_write_sequence', 'Up 004_install_bytes', 'Up 005_write_function', 'Up 006_write_batch', 'Up 007_write_set_based', 'Up 008_commit_and_counters', 'Up 009_change_feed', 'Up 010_merged_batches', 'Up 011_lean_single_writes']);
     const again = new Storage(db, loadConfig({ NODE_ENV: 'test' }));
     const scope = await again.resolveInstall(caller, installId, 'read');
     expect((await again.readRecords(scope, 'ns', ['kept'])).get('kept')?.value).toEqual({ n: 1 });
     const updated = await again.putRecord(caller, { installId, namespace: 'ns', key: 'kept', value: { n: 2 }, ifRevision: 1 });
     expect(updated.revision).toBe(2);
     expect(await again.usage(caller, scope)).toEqual({ namespaces: 1, keys: 1, bytes: JSON.stringify({ n: 2 }).length + 2 });
+  });
+
+  it('dropping 011 goes back to 010\'s write function: the same answers, the sweep and the counters still exact', async () => {
+    const t = await openTestDatabase();
+    opened.push(t);
+    const db = t.handle.db;
+    const storage = new Storage(db, loadConfig({ NODE_ENV: 'test', STORAGE_MIN_TTL_SECONDS: '1' }));
+    await storage.upsertInstall(caller, { id: installId, extensionId: 'x', enabled: true, canRead: true, canWrite: true });
+    // Each round finds the last round's 'short' expired: its put sweeps it.
+    const write = async () => {
+      await new Promise((r) => setTimeout(r, 1_100));
+      await storage.putRecord(caller, { installId, namespace: 'n', key: 'a', value: 1 });
+      await storage.putRecord(caller, { installId, namespace: 'n', key: 'short', value: 2, ttlSeconds: 1 });
+      await storage.deleteRecord(caller, { installId, namespace: 'n', key: 'a' });
+    };
+    await write();
+    expect(await migrateDown(db)).toEqual(['Down 011_lean_single_writes']);
+    await write();
+    expect(await migrateToLatest(db)).toEqual(['Up 011_lean_single_writes']);
+    await write();
+    await t.assertCountersConsistent();
+    const scope = await storage.resolveInstall(caller, installId, 'read');
+    expect(await storage.usage(caller, scope)).toMatchObject({ namespaces: 1, keys: 1 });
   });
 
   it('down all the way removes every table, and up again works on the empty database', async () => {
