@@ -17,6 +17,10 @@ import { WRITE_FUNCTION as WRITE_FUNCTION_010 } from './010_merged_batches.js';
  *   read (the install's oldest expired records and the expired targets) cannot find one and is
  *   skipped. The targets read already meets each target: it now also notes whether one of them is
  *   expired, and the sweep runs then too, whatever the counters say.
+ * - **Fewer statements in the checks.** The schema versions are checked in one statement (the first
+ *   expected version that is not the active one), not one per namespace; the quota deltas also give
+ *   the live namespace count after the write (the namespaces whose live keys cross zero) and whether
+ *   a namespace goes over its key quota, so the search for the item at fault runs only then.
  * - **The revision check only when an op names a revision** (a null `ifRevision` always matches).
  * - **The deletes' loop only when the call deletes something** (a containment test on the ops).
  * - **Emptied counter and bucket rows are looked for only when a count went down.** A namespace
@@ -100,7 +104,7 @@ export function WRITE_FUNCTION(): string {
   text = edit(
     text,
     `  v_bytes_grown bigint;\nBEGIN`,
-    `  v_bytes_grown bigint;\n  v_expired bigint := 0;\n  v_expired_target boolean;\n  v_minute timestamptz;\n  v_second timestamptz;\nBEGIN`,
+    `  v_bytes_grown bigint;\n  v_expired bigint := 0;\n  v_expired_target boolean;\n  v_minute timestamptz;\n  v_second timestamptz;\n  v_ns_over boolean;\nBEGIN`,
   );
   // The expiry bucket bounds of the call's instant, once (for the live usage).
   text = edit(
@@ -138,6 +142,65 @@ export function WRITE_FUNCTION(): string {
          count(*) FILTER (WHERE u.keys > 0), coalesce(sum(u.bytes), 0), coalesce(sum(u.expired), 0)
     INTO v_usage, v_live_before, v_bytes_before, v_expired
     FROM (${LIVE_USAGE('p_tenant_id', 'p_install_id', 'v_now', 'v_minute', 'v_second')}) u;`,
+  );
+
+  // The schema check in one statement: the first expected version that is not the active one.
+  text = edit(
+    text,
+    `  FOR v_schema IN SELECT * FROM jsonb_array_elements(p_request->'schemas') LOOP
+    SELECT max(s.version) INTO v_active FROM ext_storage_schemas s
+     WHERE s.tenant_id = p_tenant_id AND s.install_id = p_install_id AND s.namespace = v_schema->>'namespace';
+    IF v_active IS DISTINCT FROM (v_schema->>'version')::int THEN
+      RETURN jsonb_build_object('error', 'schema-changed', 'namespace', v_schema->>'namespace', 'active', v_active);
+    END IF;
+  END LOOP;\n`,
+    `  SELECT x.value, a.active INTO v_schema, v_active
+    FROM jsonb_array_elements(p_request->'schemas') WITH ORDINALITY AS x(value, n)
+   CROSS JOIN LATERAL (SELECT max(s.version) AS active FROM ext_storage_schemas s
+                        WHERE s.tenant_id = p_tenant_id AND s.install_id = p_install_id AND s.namespace = x.value->>'namespace') a
+   WHERE a.active IS DISTINCT FROM (x.value->>'version')::int
+   ORDER BY x.n LIMIT 1;
+  IF FOUND THEN
+    RETURN jsonb_build_object('error', 'schema-changed', 'namespace', v_schema->>'namespace', 'active', v_active);
+  END IF;\n`,
+  );
+
+  // The quota deltas also give the live namespace count after the write (the namespaces whose
+  // live keys cross zero) and whether a namespace goes over its key quota (only then is it looked for).
+  text = edit(
+    text,
+    `         coalesce(jsonb_object_agg(d.ns, d.first_new) FILTER (WHERE d.first_new IS NOT NULL), '{}')
+    INTO v_keys_delta, v_bytes_delta, v_first_new
+`,
+    `         coalesce(jsonb_object_agg(d.ns, d.first_new) FILTER (WHERE d.first_new IS NOT NULL), '{}'),
+         v_live_before + count(*) FILTER (WHERE b.before <= 0 AND b.before + d.keys > 0)
+                       - count(*) FILTER (WHERE b.before > 0 AND b.before + d.keys <= 0),
+         coalesce(bool_or(d.keys > 0 AND b.before + d.keys > (v_quota->>'keys')::bigint), false)
+    INTO v_keys_delta, v_bytes_delta, v_first_new, v_live_after, v_ns_over
+`,
+  );
+  text = edit(
+    text,
+    `           GROUP BY o.ns) d;
+  SELECT count(*) INTO v_live_after FROM (
+    SELECT coalesce((v_usage->n->>0)::bigint, 0) + coalesce((v_keys_delta->>n)::int, 0) AS keys
+      FROM (SELECT jsonb_object_keys(v_usage || v_keys_delta) AS n) names) after WHERE after.keys > 0;
+`,
+    `           GROUP BY o.ns) d
+   CROSS JOIN LATERAL (SELECT coalesce((v_usage->d.ns->>0)::bigint, 0) AS before) b;
+`,
+  );
+  const KEYS_QUOTA = `  FOR v_ns IN SELECT jsonb_object_keys(v_keys_delta) LOOP\n`;
+  text = edit(text, KEYS_QUOTA, `  IF v_ns_over THEN\n${KEYS_QUOTA}`);
+  text = edit(
+    text,
+    `                                'used', coalesce((v_usage->v_ns->>0)::bigint, 0), 'index', v_index);
+    END IF;
+  END LOOP;\n`,
+    `                                'used', coalesce((v_usage->v_ns->>0)::bigint, 0), 'index', v_index);
+    END IF;
+  END LOOP;
+  END IF;\n`,
   );
 
   // The sweep: only when the install holds an expired record, or a target is one.
