@@ -1,7 +1,9 @@
 import type { ServerResponse } from 'node:http';
-import { processRegularResult, type Plugin } from 'graphql-yoga';
+import type { ExecutionResult } from 'graphql';
+import { isAsyncIterable, mapAsyncIterator, processRegularResult, type Plugin } from 'graphql-yoga';
 import Negotiator from 'negotiator';
 import type { StorageErrorCode } from '../storage/errors.js';
+import { stringifyJson } from '../storage/json-text.js';
 
 /**
  * HTTP status and error code of each storage error on the JSON doors (the Runner's REST protocol,
@@ -20,8 +22,9 @@ export const STORAGE_ERROR_HTTP: Record<StorageErrorCode, [number, string]> = {
   INTERNAL: [500, 'INTERNAL_ERROR'],
 };
 
+/** A JSON answer; records read from storage go out as their stored text (stringifyJson). */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
+  const text = stringifyJson(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
   res.end(text);
 }
@@ -130,6 +133,22 @@ export const useGraphQLMediaType: Plugin = {
     // Where no JSON type is acceptable (`application/json;q=0, text/event-stream`) but Yoga chose
     // JSON anyway, or for a refusal: application/json, as for the refusals before Yoga.
     setResultProcessor(processRegularResult, refusalMediaType(accept));
+  },
+};
+
+const withStoredJson = (result: ExecutionResult) => ({ ...result, stringify: stringifyJson });
+
+/**
+ * Yoga plugin: GraphQL answers are written by stringifyJson, so stored values read as JsonText go
+ * out as their text, unparsed (src/storage/json-text.ts). Every result processor of Yoga (JSON,
+ * SSE events, multipart parts) writes a result with its own `stringify` when it has one, after
+ * taking Yoga's internal fields out of its errors (jsonStringifyResultWithoutInternals).
+ */
+export const useStoredJson: Plugin = {
+  onResultProcess({ result, setResult }) {
+    if (isAsyncIterable(result)) setResult(mapAsyncIterator(result, withStoredJson));
+    else if (Array.isArray(result)) setResult(result.map(withStoredJson));
+    else setResult(withStoredJson(result));
   },
 };
 

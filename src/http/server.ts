@@ -31,7 +31,7 @@ import { clipForLog, errorForLog } from './log-fields.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { ADMISSION_UNITS, FairPool, InflightLimiter, RateLimiter, type InstallRateLimit } from './rate-limit.js';
 import { SharedRateLimiter } from './shared-rate-limit.js';
-import { sendGraphQLError, sendJson, useGraphQLMediaType } from './respond.js';
+import { sendGraphQLError, sendJson, useGraphQLMediaType, useStoredJson } from './respond.js';
 import { handleRunnerRequest, RUNNER_PATH } from './runner-protocol.js';
 import { ADMIN_IO_RE, handleAdminIo } from './admin-io.js';
 
@@ -249,6 +249,7 @@ export function createApp(opts: AppOptions): App {
       useResponsePool(responsePool, () => metrics.rateLimited.inc()),
       // q-values decide between application/json and application/graphql-response+json, as for refusals.
       useGraphQLMediaType,
+      useStoredJson,
     ],
   });
   const fastPath = createFastPath(yoga);

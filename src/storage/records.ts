@@ -1,14 +1,17 @@
 /** Record reads. Every statement filters on tenant_id first (docs/citus.md); writes are in write.ts. */
 import { CompiledQuery, sql } from 'kysely';
 import type { Db } from '../db/database.js';
+import { JsonText } from './json-text.js';
 
 export interface StoredRecord {
   /** The install's UUID (lower-case). */
   installId: string;
   namespace: string;
   key: string;
+  /** A read gives the stored text (JsonText: written to answers unparsed), a write the value written; undefined when a keys-only read left it out. */
   value: unknown;
-  metadata: Record<string, unknown>;
+  /** A JSON object, as value: JsonText from a read, the object from a write. */
+  metadata: JsonText | Record<string, unknown>;
   revision: number;
   schemaVersion: number | null;
   ttlExpiresAt: Date | null;
@@ -36,8 +39,9 @@ const LIVE = sql<boolean>`ext_storage_is_live(ttl_expires_at, now())`;
 type RecordRow = {
   namespace: string;
   key: string;
-  value: unknown;
-  metadata: unknown;
+  /** jsonb's text (`value::text`), absent from a keys-only read. */
+  value?: string;
+  metadata?: string;
   revision: number;
   schema_version: number | null;
   ttl_expires_at: Date | null;
@@ -46,26 +50,46 @@ type RecordRow = {
   stored_bytes?: number;
 };
 
+/**
+ * A row as a record, its value and metadata kept as jsonb's text: at most 1.5 times their stored
+ * (compact) bytes, a space after each `:` and `,`. A number written in exponent form comes back
+ * with all its digits (1e300: 301 characters), so a record whose text outgrows that bound is parsed
+ * instead: the values in an answer take at most 1.5 times the bytes its budget counts (2.2 with
+ * non-ASCII text), where a value of 1e300s would have made it 50.
+ */
 function toRecord(row: RecordRow, installId: string): StoredRecord {
+  const storedBytes = Number(row.stored_bytes ?? 0);
+  let value: unknown;
+  let metadata: JsonText | Record<string, unknown>;
+  if (row.value === undefined || row.metadata === undefined) {
+    // A keys-only read has neither (and its resolvers are never asked for them).
+    metadata = {};
+  } else if (row.value.length + row.metadata.length <= storedBytes * 1.5) {
+    value = new JsonText(row.value);
+    metadata = new JsonText(row.metadata);
+  } else {
+    value = JSON.parse(row.value);
+    metadata = JSON.parse(row.metadata) as Record<string, unknown>;
+  }
   return {
     installId,
     namespace: row.namespace,
     key: row.key,
-    value: row.value,
-    // A keys-only read has neither (and its resolvers are never asked for them).
-    metadata: (row.metadata ?? {}) as Record<string, unknown>,
+    value,
+    metadata,
     revision: row.revision,
     schemaVersion: row.schema_version,
     ttlExpiresAt: row.ttl_expires_at,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
-    storedBytes: Number(row.stored_bytes ?? 0),
+    storedBytes,
   };
 }
 
 const HEAD_COLUMNS = ['namespace', 'key', 'revision', 'schema_version', 'ttl_expires_at', 'created_at', 'updated_at'] as const;
 
-const SELECT_BY_KEYS = `SELECT namespace, key, value, metadata, revision, schema_version, ttl_expires_at, created_at, updated_at,
+/** value and metadata as text: handed to the answer as they are (src/storage/json-text.ts), not parsed by the driver. */
+const SELECT_BY_KEYS = `SELECT namespace, key, value::text AS value, metadata::text AS metadata, revision, schema_version, ttl_expires_at, created_at, updated_at,
        value_bytes + metadata_bytes AS stored_bytes
   FROM ext_storage_records
  WHERE tenant_id = $1::uuid AND install_id = $2::uuid AND namespace = $3
@@ -109,7 +133,9 @@ export async function selectRecordPage(
   opts: { prefix?: string | null; afterKey?: string | null; first: number; columns?: RecordColumns },
 ): Promise<{ records: StoredRecord[]; hasNextPage: boolean }> {
   let q = liveRecords(db, scope, namespace, opts.prefix).select(HEAD_COLUMNS);
-  if (opts.columns !== 'keysOnly') q = q.select(['value', 'metadata', sql<number>`value_bytes + metadata_bytes`.as('stored_bytes')]);
+  if (opts.columns !== 'keysOnly') {
+    q = q.select([sql<string>`value::text`.as('value'), sql<string>`metadata::text`.as('metadata'), sql<number>`value_bytes + metadata_bytes`.as('stored_bytes')]);
+  }
   if (opts.afterKey !== null && opts.afterKey !== undefined) q = q.where('key', '>', opts.afterKey);
   const rows = await q.orderBy('key').limit(opts.first + 1).execute();
   return { records: rows.slice(0, opts.first).map((r) => toRecord(r as RecordRow, scope.installId)), hasNextPage: rows.length > opts.first };

@@ -14,6 +14,7 @@ import { mintToken } from '../../src/auth/credentials.js';
 import { loadConfig } from '../../src/config.js';
 import { createApp, type App } from '../../src/http/server.js';
 import { createLogger } from '../../src/logger.js';
+import { JsonText } from '../../src/storage/json-text.js';
 import type { Caller } from '../../src/storage/principal.js';
 import { graphiqlOptions } from '../../src/http/graphiql.js';
 import { startTestApp } from '../support/app.js';
@@ -269,7 +270,7 @@ describe.skipIf(!available && !mustRun)('in a browser (chromium, offline)', () =
       expect((await sent!.response())?.status()).toBe(200);
       await expect.poll(() => page.locator('.graphiql-response').innerText(), { timeout: 30_000 }).toContain('PutRecordSuccess');
       const stored = await app.storage.getRecord(admin, { installId, namespace: 'settings', key: 'theme' });
-      expect(stored).toMatchObject({ value: { mode: 'dark' }, revision: 2 });
+      expect(stored).toMatchObject({ value: new JsonText('{"mode": "dark"}'), revision: 2 });
     } finally {
       await page.close();
     }

@@ -3,6 +3,7 @@ import { parse, validate } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { schema } from '../../src/graphql/schema.js';
 import { exampleOperations } from '../../src/http/graphiql.js';
+import { JsonText } from '../../src/storage/json-text.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 
 let t: TestApp;
@@ -37,6 +38,6 @@ describe('GraphiQL example tabs', () => {
       conflicts: [{ index: 0, namespace: 'boards', key: 'todo', expectedRevision: 0, currentRevision: 1 }],
     });
     const counter = await t.app.storage.getRecord(t.adminCaller(), { installId: install.id, namespace: 'stats', key: 'boards' });
-    expect(counter).toMatchObject({ value: 1, revision: 1 });
+    expect(counter).toMatchObject({ value: new JsonText('1'), revision: 1 });
   });
 });

@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JsonText } from '../../src/storage/json-text.js';
 import { startTestApp, type TestApp, type TestInstall } from '../support/app.js';
 
 let t: TestApp;
@@ -116,7 +117,7 @@ describe('Runner REST: authentication', () => {
     });
     expectError(await runner(other.id, { operation: 'get', namespace: 'ns', key: 'kept' }), 403, 'FORBIDDEN');
     const kept = await t.app.storage.getRecord(t.adminCaller(), { installId: other.id, namespace: 'ns', key: 'kept' });
-    expect(kept?.value).toBe('v');
+    expect(kept?.value).toEqual(new JsonText('"v"'));
   });
 
   it('accepts the install id in upper case (ids compare case-insensitively)', async () => {

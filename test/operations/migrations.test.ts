@@ -3,6 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/db/database.js';
 import { migrateDown, migrateToLatest, migrationsApplied } from '../../src/db/migrate.js';
+import { JsonText } from '../../src/storage/json-text.js';
 import { Storage } from '../../src/storage/storage.js';
 import { backend, createPostgresDatabase, openTestDatabase } from '../support/db.js';
 
@@ -129,7 +130,7 @@ describe('migrations: up, down, up again keep the data the down migration promis
     expect(await migrateToLatest(db)).toEqual(['Up 002_schemas_and_audit', 'Up 003_install_write_sequence', 'Up 004_install_bytes', 'Up 005_write_function', 'Up 006_write_batch', 'Up 007_write_set_based', 'Up 008_commit_and_counters', 'Up 009_change_feed', 'Up 010_merged_batches', 'Up 011_lean_single_writes']);
     const again = new Storage(db, loadConfig({ NODE_ENV: 'test' }));
     const scope = await again.resolveInstall(caller, installId, 'read');
-    expect((await again.readRecords(scope, 'ns', ['kept'])).get('kept')?.value).toEqual({ n: 1 });
+    expect((await again.readRecords(scope, 'ns', ['kept'])).get('kept')?.value).toEqual(new JsonText('{"n": 1}'));
     const updated = await again.putRecord(caller, { installId, namespace: 'ns', key: 'kept', value: { n: 2 }, ifRevision: 1 });
     expect(updated.revision).toBe(2);
     expect(await again.usage(caller, scope)).toEqual({ namespaces: 1, keys: 1, bytes: JSON.stringify({ n: 2 }).length + 2 });

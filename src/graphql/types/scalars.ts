@@ -2,6 +2,8 @@ import { GraphQLError, Kind } from 'graphql';
 import { JSONResolver, SafeIntResolver } from 'graphql-scalars';
 import { builder } from '../builder.js';
 
+// JSONResolver.serialize is the identity: a record's value read as JsonText reaches the answer's
+// stringifyJson as it is, and is written unparsed (src/storage/json-text.ts).
 builder.addScalarType('JSON', JSONResolver, {
   description: 'Any JSON value: object, array, string, number, boolean or null.',
 });
