@@ -1,7 +1,8 @@
 /**
  * The baseline of `npm run bench`: node:http + pg, no GraphQL, no auth, no guards, one statement
- * per request, the least SQL that answers each scenario. Reads run the gateway's own SELECTs
- * (src/storage/records.ts, same text shape and parameters); a put is a plain upsert, a create-only
+ * per request, the least SQL that answers each scenario. Reads run the gateway's SELECTs (the same
+ * rows, filters and order as src/storage/records.ts), value and metadata as jsonb, parsed by the
+ * driver (the gateway takes jsonb's text and writes it unparsed, src/storage/json-text.ts); a put is a plain upsert, a create-only
  * put an insert that does nothing on conflict, a bulk put one multi-row upsert, a commit one upsert
  * per operation in one transaction, an increment one upsert of a number (no lock row, no usage
  * counters, no audit, no checks). Two routes for the change feed: a put that also numbers its change
