@@ -83,15 +83,21 @@ function toRecord(row: RecordRow, installId: string): StoredRecord {
   };
 }
 
-const HEAD_COLUMNS = ['namespace', 'key', 'revision', 'schema_version', 'ttl_expires_at', 'created_at', 'updated_at'] as const;
-
+const HEAD_COLUMNS = 'namespace, key, revision, schema_version, ttl_expires_at, created_at, updated_at';
 /** value and metadata as text: handed to the answer as they are (src/storage/json-text.ts), not parsed by the driver. */
-const SELECT_BY_KEYS = `SELECT namespace, key, value::text AS value, metadata::text AS metadata, revision, schema_version, ttl_expires_at, created_at, updated_at,
-       value_bytes + metadata_bytes AS stored_bytes
-  FROM ext_storage_records
- WHERE tenant_id = $1::uuid AND install_id = $2::uuid AND namespace = $3
-   AND key = ANY(ARRAY(SELECT jsonb_array_elements_text($4::jsonb)))
-   AND ext_storage_is_live(ttl_expires_at, now())`;
+const DATA_COLUMNS = 'value::text AS value, metadata::text AS metadata, value_bytes + metadata_bytes AS stored_bytes';
+
+/**
+ * The live records of one namespace (whose key starts with a prefix, `$4`, when `prefix`): what a
+ * read finds, a page lists and totalCount counts. $1 tenant, $2 install, $3 namespace. Liveness is
+ * the rule defined once in SQL (ext_storage_is_live, migrations/005_write_function.ts), at the
+ * statement's instant.
+ */
+const LIVE_WHERE = 'tenant_id = $1::uuid AND install_id = $2::uuid AND namespace = $3 AND ext_storage_is_live(ttl_expires_at, now())';
+const liveWhere = (prefix: boolean) => (prefix ? `${LIVE_WHERE} AND key LIKE $4` : LIVE_WHERE);
+
+const SELECT_BY_KEYS = `SELECT ${HEAD_COLUMNS}, ${DATA_COLUMNS} FROM ext_storage_records
+ WHERE ${LIVE_WHERE} AND key = ANY(ARRAY(SELECT jsonb_array_elements_text($4::jsonb)))`;
 
 /** Live records of one namespace by key, in one statement (the hottest read: its text is built once). */
 export async function selectRecords(db: Db, scope: Scope, namespace: string, keys: readonly string[]): Promise<Map<string, StoredRecord>> {
@@ -107,14 +113,6 @@ function likePrefix(prefix: string): string {
   return prefix.replace(/[\\%_]/g, (c) => `\\${c}`) + '%';
 }
 
-/**
- * The live records of one namespace (whose key starts with a prefix, `$4`, when `prefix`): what a
- * page lists and totalCount counts. $1 tenant, $2 install, $3 namespace. Liveness is the rule
- * defined once in SQL (ext_storage_is_live, migrations/005_write_function.ts), at the statement's instant.
- */
-const liveWhere = (prefix: boolean) =>
-  `tenant_id = $1::uuid AND install_id = $2::uuid AND namespace = $3 AND ext_storage_is_live(ttl_expires_at, now())${prefix ? ' AND key LIKE $4' : ''}`;
-
 const liveParams = (scope: Scope, namespace: string, prefix: string | null | undefined): unknown[] =>
   prefix ? [scope.tenantId, scope.installId, namespace, likePrefix(prefix)] : [scope.tenantId, scope.installId, namespace];
 
@@ -125,10 +123,10 @@ function pageText(prefix: boolean, after: boolean, columns: RecordColumns): stri
   const shape = `${prefix}/${after}/${columns}`;
   let text = pageTexts.get(shape);
   if (text === undefined) {
-    const data = columns === 'keysOnly' ? '' : ', value::text AS value, metadata::text AS metadata, value_bytes + metadata_bytes AS stored_bytes';
+    const data = columns === 'keysOnly' ? '' : `, ${DATA_COLUMNS}`;
     const afterAt = prefix ? 5 : 4;
     text =
-      `SELECT ${HEAD_COLUMNS.join(', ')}${data} FROM ext_storage_records WHERE ${liveWhere(prefix)}` +
+      `SELECT ${HEAD_COLUMNS}${data} FROM ext_storage_records WHERE ${liveWhere(prefix)}` +
       `${after ? ` AND key > $${afterAt}` : ''} ORDER BY key LIMIT $${after ? afterAt + 1 : afterAt}`;
     pageTexts.set(shape, text);
   }
@@ -154,6 +152,9 @@ export async function selectRecordPage(
   return { records: rows.slice(0, opts.first).map((r) => toRecord(r, scope.installId)), hasNextPage: rows.length > opts.first };
 }
 
+const COUNT_ALL = `SELECT count(*)::int AS n FROM ext_storage_records WHERE ${liveWhere(false)}`;
+const COUNT_PREFIXED = `SELECT count(*)::int AS n FROM ext_storage_records WHERE ${liveWhere(true)}`;
+
 /**
  * How many live records match (RecordConnection.totalCount), reading neither value nor metadata.
  * Bounded: one namespace holds at most maxKeysPerNamespace live keys (5,120 by default), and the
@@ -161,7 +162,7 @@ export async function selectRecordPage(
  * writes remove in bounded batches).
  */
 export async function countLiveRecords(db: Db, scope: Scope, namespace: string, prefix: string | null | undefined): Promise<number> {
-  const text = `SELECT count(*)::int AS n FROM ext_storage_records WHERE ${liveWhere(Boolean(prefix))}`;
+  const text = prefix ? COUNT_PREFIXED : COUNT_ALL;
   const { rows } = await db.executeQuery<{ n: number }>(CompiledQuery.raw(text, liveParams(scope, namespace, prefix)));
   return Number(rows[0]?.n ?? 0);
 }
