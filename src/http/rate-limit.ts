@@ -97,7 +97,8 @@ export type Release = () => void;
 
 interface Waiter {
   grant(release: Release): void;
-  timer: NodeJS.Timeout;
+  /** Unset for a request coming back from aside (InflightSlot.aside): it waits without a bound. */
+  timer?: NodeJS.Timeout;
 }
 
 interface Lane {
@@ -155,6 +156,29 @@ export class InflightLimiter {
     });
   }
 
+  /**
+   * A slot for a request coming back from waiting aside (InflightSlot.aside): at once when one is
+   * free, else ahead of every request still waiting to start, and without a time bound (what it
+   * waited for may have been a committed write, which must not then be refused).
+   */
+  reenter(installId: string, cancelled?: (onCancel: () => void) => void): Release | Promise<Release> {
+    if (!this.enabled) return noop;
+    let lane = this.lanes.get(installId);
+    if (!lane) this.lanes.set(installId, (lane = { active: 0, queue: [] }));
+    if (lane.active < this.max) {
+      lane.active++;
+      return this.releaser(installId, lane);
+    }
+    const queued = lane;
+    return new Promise<Release>((resolve, reject) => {
+      const waiter: Waiter = { grant: resolve };
+      queued.queue.unshift(waiter);
+      cancelled?.(() => {
+        if (this.leave(queued, waiter)) reject(new RateLimitedError(1));
+      });
+    });
+  }
+
   /** Removes a waiter that was not granted yet; false when it already was. */
   private leave(lane: Lane, waiter: Waiter): boolean {
     const i = lane.queue.indexOf(waiter);
@@ -183,6 +207,53 @@ export class InflightLimiter {
 }
 
 const noop: Release = () => {};
+
+/**
+ * One request's place among its install's requests in flight, from admission to its end. While
+ * the request waits for something that holds no database connection (its write queued behind its
+ * install's call in the write combiner), it can stand aside: the place passes to the next request
+ * in line, and the request takes one back, ahead of newcomers, once the wait is over. The bound
+ * holds throughout: it counts requests that may be using the database.
+ */
+export class InflightSlot {
+  private release: Release | null;
+  private ended = false;
+
+  constructor(
+    private readonly limiter: InflightLimiter,
+    private readonly installId: string,
+    release: Release,
+    /** Registers a callback for when the client goes away (the response closes). */
+    private readonly cancelled?: (onCancel: () => void) => void,
+  ) {
+    this.release = release;
+  }
+
+  /** Gives the place back for good (idempotent): the response finished or was abandoned. */
+  end(): void {
+    this.ended = true;
+    const release = this.release;
+    this.release = null;
+    release?.();
+  }
+
+  /** Waits for `wait` without holding the place (see the class comment); settles as `wait` does. */
+  async aside<T>(wait: Promise<T>): Promise<T> {
+    const release = this.release;
+    if (!release) return wait;
+    this.release = null;
+    release();
+    try {
+      return await wait;
+    } finally {
+      if (!this.ended) {
+        const back = await this.limiter.reenter(this.installId, this.cancelled);
+        if (this.ended) back();
+        else this.release = back;
+      }
+    }
+  }
+}
 
 interface PoolWaiter {
   amount: number;

@@ -29,6 +29,8 @@ export interface RunnerDeps {
   storage: Storage;
   /** Checks x-runner-auth for the install named in the path; throws a StorageError when refused. */
   authenticate(installId: string): Promise<Principal>;
+  /** Caller.whileQueued: the request stands aside from its install's requests in flight while its write is queued. */
+  whileQueued?: <T>(wait: Promise<T>) => Promise<T>;
   /** Charges the install's rate limit by the operation's priced cost (src/graphql/cost.ts runnerPrice); throws RateLimitedError. */
   charge(principal: Principal, operation: string, body: Readonly<Record<string, unknown>>): Promise<void>;
   /** Charges the bytes of the records an operation returned, once known (src/graphql/cost.ts BYTES_PER_UNIT). */
@@ -119,7 +121,7 @@ const BULK_ITEM_FIELDS = ['key', 'value', 'metadata', 'ttlSeconds', 'ifRevision'
 
 async function execute(body: Body, principal: Principal, deps: RunnerDeps): Promise<unknown> {
   const { storage } = deps;
-  const caller = { principal, requestId: deps.requestId };
+  const caller = { principal, requestId: deps.requestId, whileQueued: deps.whileQueued };
   const operation = field<string>(body, 'operation', 'string', true)!;
   // Caller-controlled: a 1 MB operation field made a 1 MB log line.
   deps.log.operation = clipForLog(operation, 128);

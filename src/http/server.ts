@@ -29,7 +29,7 @@ import { createGraphiQLPage, graphiqlOptions, isGraphiQLPageRequest, type Graphi
 import { answerOf, createFastPath, fastPathParams } from './graphql-fast-path.js';
 import { clipForLog, errorForLog } from './log-fields.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { ADMISSION_UNITS, FairPool, InflightLimiter, RateLimiter, type InstallRateLimit } from './rate-limit.js';
+import { ADMISSION_UNITS, FairPool, InflightLimiter, InflightSlot, RateLimiter, type InstallRateLimit } from './rate-limit.js';
 import { SharedRateLimiter } from './shared-rate-limit.js';
 import { sendGraphQLError, sendJson, useGraphQLMediaType, useStoredJson } from './respond.js';
 import { handleRunnerRequest, RUNNER_PATH } from './runner-protocol.js';
@@ -267,9 +267,10 @@ export function createApp(opts: AppOptions): App {
   /**
    * Extensions and the Runner act on one install: a request is let in when its bucket has
    * ADMISSION_UNITS (its price pays the rest once known: charge) and, beyond the install's bound on
-   * requests in flight, waits its turn; the slot is held until the response is finished or abandoned.
+   * requests in flight, waits its turn; the slot is held until the response is finished or abandoned,
+   * except while the request stands aside (InflightSlot.aside, through Caller.whileQueued).
    */
-  async function admit(principal: Principal, res: ServerResponse): Promise<(() => void) | undefined> {
+  async function admit(principal: Principal, res: ServerResponse): Promise<InflightSlot | undefined> {
     if (principal.kind === 'admin') return undefined;
     const wait = await limiter.take(principal.installId, ADMISSION_UNITS);
     if (wait > 0) {
@@ -277,9 +278,12 @@ export function createApp(opts: AppOptions): App {
       throw new RateLimitedError(wait);
     }
     try {
-      const release = await inflight.acquire(principal.installId, (cancel) => res.once('close', cancel));
-      res.once('finish', release).once('close', release);
-      return release;
+      if (!inflight.enabled) return undefined;
+      const onClose = (cancel: () => void) => res.once('close', cancel);
+      const slot = new InflightSlot(inflight, principal.installId, await inflight.acquire(principal.installId, onClose), onClose);
+      const end = () => slot.end();
+      res.once('finish', end).once('close', end);
+      return slot;
     } catch (error) {
       if (error instanceof RateLimitedError) metrics.rateLimited.inc();
       throw error;
@@ -322,13 +326,14 @@ export function createApp(opts: AppOptions): App {
     const early = (headers: Record<string, string>) => (hasLargeBody(req) ? { ...headers, connection: 'close' } : headers);
     // Credentials before anything of the body is read (contract, "Bodies").
     let caller: Caller;
-    let releaseSlot: (() => void) | undefined;
+    let slot: InflightSlot | undefined;
     try {
       const principal = await authenticate(req);
       log.principal = principal.kind;
       if (principal.kind !== 'admin') log.installId = principal.installId;
-      releaseSlot = await admit(principal, res);
-      caller = { principal, requestId, installs: new Map() };
+      slot = await admit(principal, res);
+      const admitted = slot;
+      caller = { principal, requestId, installs: new Map(), whileQueued: admitted && ((wait) => admitted.aside(wait)) };
     } catch (error) {
       const mapped = mapDatabaseError(error);
       if (!(mapped instanceof StorageError)) throw mapped;
@@ -398,7 +403,7 @@ export function createApp(opts: AppOptions): App {
     }
     if (answer.stream) {
       // A stream (a subscription over SSE) lives long: it no longer counts as a request in flight.
-      releaseSlot?.();
+      slot?.end();
       await sendStream(res, answer.status, outHeaders, answer.stream);
       return;
     }
@@ -472,6 +477,7 @@ export function createApp(opts: AppOptions): App {
       return 'admin-io';
     }
     if (path.startsWith(RUNNER_PATH)) {
+      let slot: InflightSlot | undefined;
       await handleRunnerRequest(req, res, path, {
         storage,
         authenticate: async (installId) => {
@@ -479,9 +485,10 @@ export function createApp(opts: AppOptions): App {
           const principal = await authenticator.authenticate({ ...credentialHeadersOf(req), installId, runnerDoor: true });
           log.principal = principal.kind;
           if (principal.kind !== 'admin') log.installId = principal.installId;
-          await admit(principal, res);
+          slot = await admit(principal, res);
           return principal;
         },
+        whileQueued: (wait) => (slot ? slot.aside(wait) : wait),
         charge: async (principal, operation, body) => charge(principal, runnerPrice(operation, body, config.limits)),
         returned: (principal, records) => {
           if (principal.kind !== 'admin') limiter.debit(principal.installId, byteUnits(records.reduce((n, r) => n + recordBytes(r), 0)));

@@ -17,6 +17,12 @@ export interface Caller {
   installs?: Map<string, Promise<import("./installs.js").Install | undefined>>;
   principal: Principal;
   requestId: string | null;
+  /**
+   * Set by the HTTP doors: runs a wait during which the request holds no database connection (its
+   * write queued behind its install's call, src/storage/write-combiner.ts), giving the request's
+   * place among its install's requests in flight to the next in line meanwhile (InflightSlot.aside).
+   */
+  whileQueued?: <T>(wait: Promise<T>) => Promise<T>;
 }
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

@@ -66,12 +66,16 @@ export class WriteCombiner {
     private readonly onCall?: (requests: number, merged: number) => void,
   ) {}
 
-  /** Runs one request (ext_storage_write_v1's JSON) for an install; resolves to that function's answer. */
-  write(tenantId: string, installId: string, request: string): Promise<unknown> {
+  /**
+   * Runs one request (ext_storage_write_v1's JSON) for an install; resolves to that function's
+   * answer. `whileQueued` (Caller.whileQueued) wraps the wait of a write queued behind its install's
+   * call, which holds no database connection.
+   */
+  write(tenantId: string, installId: string, request: string, whileQueued?: <T>(wait: Promise<T>) => Promise<T>): Promise<unknown> {
     if (this.settings.maxRequests <= 1) return this.counted(this.single(tenantId, installId, request));
     const id = `${tenantId}/${installId}`;
     const lane = this.lanes.get(id);
-    if (lane) return this.wait(lane, request);
+    if (lane) return whileQueued ? whileQueued(this.wait(lane, request)) : this.wait(lane, request);
     this.lanes.set(id, []);
     return this.counted(this.single(tenantId, installId, request)).finally(() => this.next(id, tenantId, installId));
   }

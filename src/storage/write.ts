@@ -306,7 +306,7 @@ export class RecordWriter {
   }
 
   private async call(caller: Caller, scope: InstallScope, cmd: WriteCommand, verdict: SchemaVerdict): Promise<Outcome> {
-    return (await this.combiner.write(scope.tenantId, scope.installId, this.request(caller, scope, cmd, verdict))) as Outcome;
+    return (await this.combiner.write(scope.tenantId, scope.installId, this.request(caller, scope, cmd, verdict), caller.whileQueued)) as Outcome;
   }
 
   /**

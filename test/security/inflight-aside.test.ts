@@ -1,0 +1,166 @@
+/**
+ * The bound on an install's requests in flight (STORAGE_MAX_INFLIGHT_PER_INSTALL) counts requests
+ * that may be using the database. A write queued behind its install's call in the write combiner
+ * (src/storage/write-combiner.ts) holds no connection: it stands aside (InflightSlot.aside), its
+ * place goes to the next request in line, and it takes a place back, ahead of newcomers and with no
+ * time bound, once its call has answered. Before this, 16 writers of one install got at most 8 in
+ * flight, and so batches of at most 7 (issue 12: the put benchmark's batches alternated 7 and 1).
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InflightLimiter, InflightSlot, type Release } from '../../src/http/rate-limit.js';
+import { RateLimitedError } from '../../src/storage/errors.js';
+import { startTestApp, type TestApp } from '../support/app.js';
+import { backend, onCitus } from '../support/db.js';
+import { extensionClient, GET, PUT } from '../records/client.js';
+
+const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
+
+function deferred<T = void>(): { promise: Promise<T>; resolve(value: T): void; reject(error: unknown): void } {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
+  return { promise, resolve, reject };
+}
+
+async function slotOf(limiter: InflightLimiter, install: string): Promise<InflightSlot> {
+  return new InflightSlot(limiter, install, await limiter.acquire(install));
+}
+
+describe('InflightSlot.aside', () => {
+  it('passes the place to the next in line while it waits, then takes one back ahead of those still waiting', async () => {
+    const limiter = new InflightLimiter(1, 60_000);
+    const a = await slotOf(limiter, 'i');
+    const order: string[] = [];
+    const b = Promise.resolve(limiter.acquire('i')).then((release) => (order.push('b'), release));
+    await tick();
+    expect(order).toEqual([]);
+    const queued = deferred<string>();
+    const aside = a.aside(queued.promise).then((v) => (order.push(`a:${v}`), v));
+    const releaseB = await b;
+    expect(order).toEqual(['b']);
+    // C comes while B holds the place and A is aside.
+    const c = Promise.resolve(limiter.acquire('i')).then((release) => (order.push('c'), release));
+    queued.resolve('answered');
+    await tick();
+    // A waits for its place back (B holds it) and is ahead of C.
+    expect(order).toEqual(['b']);
+    expect(limiter.load('i')).toEqual({ active: 1, waiting: 2 });
+    releaseB();
+    expect(await aside).toBe('answered');
+    expect(order).toEqual(['b', 'a:answered']);
+    a.end();
+    const releaseC: Release = await c;
+    expect(order).toEqual(['b', 'a:answered', 'c']);
+    releaseC();
+    expect(limiter.load('i')).toEqual({ active: 0, waiting: 0 });
+  });
+
+  it('takes its place back with no time bound: what it waited for may have committed', async () => {
+    const limiter = new InflightLimiter(1, 20);
+    const a = await slotOf(limiter, 'i');
+    const queued = deferred();
+    const aside = a.aside(queued.promise);
+    const releaseB = await limiter.acquire('i');
+    queued.resolve();
+    // Five times the limiter's wait bound: a newcomer would have been refused by now.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await expect(Promise.resolve(limiter.acquire('i'))).rejects.toBeInstanceOf(RateLimitedError);
+    releaseB();
+    await aside;
+    expect(limiter.load('i')).toEqual({ active: 1, waiting: 0 });
+    a.end();
+    a.end();
+    expect(limiter.load('i')).toEqual({ active: 0, waiting: 0 });
+  });
+
+  it('a wait that fails still takes the place back (and fails); a request that ended meanwhile takes none', async () => {
+    const limiter = new InflightLimiter(2, 60_000);
+    const a = await slotOf(limiter, 'i');
+    await expect(a.aside(Promise.reject(new Error('refused')))).rejects.toThrow('refused');
+    expect(limiter.load('i')).toEqual({ active: 1, waiting: 0 });
+    const queued = deferred();
+    const aside = a.aside(queued.promise);
+    expect(limiter.load('i')).toEqual({ active: 0, waiting: 0 });
+    // The client went away (the response closed) while the write was queued.
+    a.end();
+    queued.resolve();
+    await aside;
+    expect(limiter.load('i')).toEqual({ active: 0, waiting: 0 });
+  });
+});
+
+/** Resolves once some session of the test database waits for a lock (any node on Citus). */
+async function waitForLockWait(url: string): Promise<void> {
+  const watcher = new pg.Client({ connectionString: url });
+  await watcher.connect();
+  try {
+    const view = onCitus ? 'citus_stat_activity' : 'pg_stat_activity';
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+      const { rows } = await watcher.query(`SELECT count(*)::int AS n FROM ${view} WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+      if (rows[0].n > 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    throw new Error('the write never waited for the install lock');
+  } finally {
+    await watcher.end();
+  }
+}
+
+// Holding the install's lock row needs a second session: PGlite has one connection.
+describe.skipIf(backend !== 'postgres')('writes queued behind their install\'s call (GraphQL and Runner REST)', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    // Two in flight, and no waiting: a request beyond the bound is refused at once.
+    t = await startTestApp({ STORAGE_MAX_INFLIGHT_PER_INSTALL: '2', STORAGE_INFLIGHT_WAIT_MS: '0' });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('do not count against the bound: more writes and a read are let in while one call is held; all answer, in order', async () => {
+    const c = await extensionClient(t);
+    await c.put({ namespace: 'ns', key: 'k', value: 0 });
+    const holder = new pg.Client({ connectionString: t.database.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM ext_storage_install_locks WHERE tenant_id = $1 AND install_id = $2 FOR UPDATE', [c.install.tenantId, c.install.id]);
+      // The first write's call waits for the lock, holding one of the two places.
+      const first = c.gql(PUT, { input: { namespace: 'ns', key: 'k', value: 1 } });
+      await waitForLockWait(t.database.url!);
+      // One at a time, so each is queued (and stands aside) before the next is sent.
+      const queued: Array<Promise<{ status: number; typename?: string; revision?: number }>> = [];
+      for (let i = 2; i <= 5; i++) {
+        queued.push(c.gql(PUT, { input: { namespace: 'ns', key: 'k', value: i } }).then((r) => ({ status: r.status, typename: r.body.data?.putRecord?.__typename, revision: r.body.data?.putRecord?.record?.revision })));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      queued.push(
+        fetch(`${t.url}/api/internal/ext-storage/install/${c.install.id}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-runner-auth': t.runnerToken },
+          body: JSON.stringify({ operation: 'put', namespace: 'ns', key: 'k', value: 6 }),
+        }).then(async (res) => ({ status: res.status, revision: ((await res.json()) as { revision?: number }).revision })),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      // A read is let in while five writes wait (without standing aside, it and writes 3-6 got 429).
+      const read = await c.gql(GET, { ns: 'ns', key: 'k' });
+      expect(read.status).toBe(200);
+      expect(read.body.data.record).toMatchObject({ value: 0, revision: 1 });
+      await holder.query('COMMIT');
+      const firstRes = await first;
+      expect(firstRes.status).toBe(200);
+      expect(firstRes.body.data.putRecord.record.revision).toBe(2);
+      const rest = await Promise.all(queued);
+      expect(rest.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+      expect(rest.map((r) => r.revision)).toEqual([3, 4, 5, 6, 7]);
+      expect((await c.get('ns', 'k'))).toMatchObject({ value: 6, revision: 7 });
+      // Every place was given back: two reads at once are both let in.
+      const both = await Promise.all([c.gql(GET, { ns: 'ns', key: 'k' }), c.gql(GET, { ns: 'ns', key: 'k' })]);
+      expect(both.map((r) => r.status)).toEqual([200, 200]);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+    }
+  });
+});
