@@ -7,7 +7,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mapDatabaseError, UnavailableError } from '../../src/storage/errors.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { backend, onCitus } from '../support/db.js';
+import { backend, onCitus, waitForLockWait } from '../support/db.js';
 import { extensionClient } from '../records/client.js';
 
 describe('deadlock and serialization victims', () => {
@@ -17,23 +17,6 @@ describe('deadlock and serialization victims', () => {
     }
   });
 });
-
-/** Resolves once some session of the test database waits for a lock (any node on Citus). */
-async function waitForLockWait(url: string): Promise<void> {
-  const watcher = new pg.Client({ connectionString: url });
-  await watcher.connect();
-  try {
-    const view = onCitus ? 'citus_stat_activity' : 'pg_stat_activity';
-    for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
-      const { rows } = await watcher.query(`SELECT count(*)::int AS n FROM ${view} WHERE datname = current_database() AND wait_event_type = 'Lock'`);
-      if (rows[0].n > 0) return;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    throw new Error('the write never waited for the record lock');
-  } finally {
-    await watcher.end();
-  }
-}
 
 // PGlite has one connection: no second transaction can take part in a deadlock.
 describe.skipIf(backend !== 'postgres')('a write chosen as a deadlock victim', () => {

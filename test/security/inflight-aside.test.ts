@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InflightLimiter, InflightSlot, type Release } from '../../src/http/rate-limit.js';
 import { RateLimitedError } from '../../src/storage/errors.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { backend, onCitus } from '../support/db.js';
+import { backend, waitForLockWait } from '../support/db.js';
 import { extensionClient, GET, PUT } from '../records/client.js';
 
 const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
@@ -89,23 +89,6 @@ describe('InflightSlot.aside', () => {
     expect(limiter.load('i')).toEqual({ active: 0, waiting: 0 });
   });
 });
-
-/** Resolves once some session of the test database waits for a lock (any node on Citus). */
-async function waitForLockWait(url: string): Promise<void> {
-  const watcher = new pg.Client({ connectionString: url });
-  await watcher.connect();
-  try {
-    const view = onCitus ? 'citus_stat_activity' : 'pg_stat_activity';
-    for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
-      const { rows } = await watcher.query(`SELECT count(*)::int AS n FROM ${view} WHERE datname = current_database() AND wait_event_type = 'Lock'`);
-      if (rows[0].n > 0) return;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    throw new Error('the write never waited for the install lock');
-  } finally {
-    await watcher.end();
-  }
-}
 
 // Holding the install's lock row needs a second session: PGlite has one connection.
 describe.skipIf(backend !== 'postgres')('writes queued behind their install\'s call (GraphQL and Runner REST)', () => {

@@ -182,3 +182,20 @@ export async function openTestDatabase(observers: QueryObserver[] = [], poolMax 
     },
   };
 }
+
+/** Resolves once some session of the database at `url` waits for a lock (any node on Citus); throws after 10 s. */
+export async function waitForLockWait(url: string): Promise<void> {
+  const watcher = new pg.Client({ connectionString: url });
+  await watcher.connect();
+  try {
+    const view = onCitus ? 'citus_stat_activity' : 'pg_stat_activity';
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+      const { rows } = await watcher.query(`SELECT count(*)::int AS n FROM ${view} WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+      if (rows[0].n > 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    throw new Error('no session waited for a lock within 10 s');
+  } finally {
+    await watcher.end();
+  }
+}
