@@ -69,13 +69,20 @@ export class WriteCombiner {
   /**
    * Runs one request (ext_storage_write_v1's JSON) for an install; resolves to that function's
    * answer. `whileQueued` (Caller.whileQueued) wraps the wait of a write queued behind its install's
-   * call, which holds no database connection.
+   * call, which holds no database connection, but only while what waits in the lane (this write
+   * included) fits in one call (`maxRequests`, `maxBytes`): standing aside is there to fill the next
+   * call, and a write beyond it keeps its place among the install's requests in flight. So an
+   * install's lane holds at most one call's requests and bytes beyond that bound (a lane of bodies
+   * read in full, which the bound would otherwise no longer limit).
    */
   write(tenantId: string, installId: string, request: string, whileQueued?: <T>(wait: Promise<T>) => Promise<T>): Promise<unknown> {
     if (this.settings.maxRequests <= 1) return this.counted(this.single(tenantId, installId, request));
     const id = `${tenantId}/${installId}`;
     const lane = this.lanes.get(id);
-    if (lane) return whileQueued ? whileQueued(this.wait(lane, request)) : this.wait(lane, request);
+    if (lane) {
+      const waiting = this.wait(lane, request);
+      return whileQueued && this.fitsOneCall(lane) ? whileQueued(waiting) : waiting;
+    }
     this.lanes.set(id, []);
     return this.counted(this.single(tenantId, installId, request)).finally(() => this.next(id, tenantId, installId));
   }
@@ -93,6 +100,14 @@ export class WriteCombiner {
       }
       lane.push(waiting);
     });
+  }
+
+  /** Whether the lane's requests, all of them, would go in one call. */
+  private fitsOneCall(lane: Waiting[]): boolean {
+    if (lane.length > this.settings.maxRequests) return false;
+    let bytes = 0;
+    for (const w of lane) bytes += w.request.length;
+    return bytes <= this.settings.maxBytes;
   }
 
   /** After a call of an install returns: sends what waited for it, or frees the lane. */

@@ -138,6 +138,29 @@ describe('the combiner on its own, against the real database', () => {
     await t.database.assertCountersConsistent();
   });
 
+  it('a queued write stands aside (whileQueued) only while the lane fits in one call: by requests and by bytes', async () => {
+    const wrapped = (maxRequests: number, maxBytes: number, sizes: number[]) => {
+      const combiner = new WriteCombiner(t.database.handle.db, { maxRequests, maxBytes, maxWaitMs: 0 });
+      return t.createInstall().then(async (install) => {
+        const aside: number[] = [];
+        const writes = sizes.map((size, i) =>
+          combiner.write(install.tenantId, install.id, request(`k${i}-${'x'.repeat(size)}`, 1), (wait) => {
+            aside.push(i);
+            return wait;
+          }),
+        );
+        const answers = await Promise.all(writes);
+        for (const a of answers) expect(a).toMatchObject({ ok: true, results: [{ revision: 1 }] });
+        return aside;
+      });
+    };
+    // The first goes alone at once (not queued); the next three fill a call of 3; the rest keep their place.
+    expect(await wrapped(3, 1 << 20, [0, 0, 0, 0, 0, 0])).toEqual([1, 2, 3]);
+    // By bytes: each request is some 400 bytes, the lane holds two of them at most.
+    const one = request('k0-' + 'x'.repeat(100), 1).length;
+    expect(await wrapped(32, 2 * one + 10, [100, 100, 100, 100])).toEqual([1, 2]);
+  });
+
   it('keeps installs apart, and with maxRequests 1 never combines', async () => {
     const [one, two] = [await t.createInstall(), await t.createInstall()];
     const combiner = new WriteCombiner(t.database.handle.db, { maxRequests: 1, maxBytes: 1 << 20, maxWaitMs: 0 });

@@ -195,3 +195,43 @@ describe.skipIf(backend !== 'postgres')('writes queued behind their install\'s c
     }
   });
 });
+
+// A hostile install sending many large writes at once: standing aside must not let its whole burst
+// in (each body read in full) while its first call is held.
+describe.skipIf(backend !== 'postgres')('writes beyond one call keep their place', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ STORAGE_MAX_INFLIGHT_PER_INSTALL: '2', STORAGE_INFLIGHT_WAIT_MS: '0', STORAGE_WRITE_COMBINE_MAX: '2' });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('with calls of 2: two queued writes stand aside, the third keeps its place, and the next request is refused (429)', async () => {
+    const c = await extensionClient(t);
+    await c.put({ namespace: 'ns', key: 'k', value: 0 });
+    const holder = new pg.Client({ connectionString: t.database.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM ext_storage_install_locks WHERE tenant_id = $1 AND install_id = $2 FOR UPDATE', [c.install.tenantId, c.install.id]);
+      const first = c.gql(PUT, { input: { namespace: 'ns', key: 'k', value: 1 } });
+      await waitForLockWait(t.database.url!);
+      const queued: Array<Promise<{ status: number }>> = [];
+      for (let i = 2; i <= 4; i++) {
+        queued.push(c.gql(PUT, { input: { namespace: 'ns', key: 'k', value: i } }));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      // Places: the first write (in its call) and the fourth (queued beyond one call of 2): none left.
+      const refused = await c.gql(GET, { ns: 'ns', key: 'k' });
+      expect(refused.status).toBe(429);
+      await holder.query('COMMIT');
+      expect((await first).status).toBe(200);
+      expect((await Promise.all(queued)).map((r) => r.status)).toEqual([200, 200, 200]);
+      expect(await c.get('ns', 'k')).toMatchObject({ value: 4, revision: 5 });
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+    }
+  });
+});
