@@ -90,6 +90,25 @@ describe('InflightSlot.aside', () => {
   });
 });
 
+/** Another session that takes the install's lock row (every write call of the install waits for it) until `free`. */
+async function lockHolder(url: string, install: { tenantId: string; id: string }) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  return {
+    async hold(): Promise<void> {
+      await client.query('BEGIN');
+      await client.query('SELECT 1 FROM ext_storage_install_locks WHERE tenant_id = $1 AND install_id = $2 FOR UPDATE', [install.tenantId, install.id]);
+    },
+    async free(): Promise<void> {
+      await client.query('COMMIT');
+    },
+    async close(): Promise<void> {
+      await client.query('ROLLBACK').catch(() => undefined);
+      await client.end();
+    },
+  };
+}
+
 // Holding the install's lock row needs a second session: PGlite has one connection.
 describe.skipIf(backend !== 'postgres')('writes queued behind their install\'s call (GraphQL and Runner REST)', () => {
   let t: TestApp;
@@ -104,11 +123,9 @@ describe.skipIf(backend !== 'postgres')('writes queued behind their install\'s c
   it('do not count against the bound: more writes and a read are let in while one call is held; all answer, in order', async () => {
     const c = await extensionClient(t);
     await c.put({ namespace: 'ns', key: 'k', value: 0 });
-    const holder = new pg.Client({ connectionString: t.database.url });
-    await holder.connect();
+    const holder = await lockHolder(t.database.url!, c.install);
     try {
-      await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM ext_storage_install_locks WHERE tenant_id = $1 AND install_id = $2 FOR UPDATE', [c.install.tenantId, c.install.id]);
+      await holder.hold();
       // The first write's call waits for the lock, holding one of the two places.
       const first = c.gql(PUT, { input: { namespace: 'ns', key: 'k', value: 1 } });
       await waitForLockWait(t.database.url!);
@@ -130,7 +147,7 @@ describe.skipIf(backend !== 'postgres')('writes queued behind their install\'s c
       const read = await c.gql(GET, { ns: 'ns', key: 'k' });
       expect(read.status).toBe(200);
       expect(read.body.data.record).toMatchObject({ value: 0, revision: 1 });
-      await holder.query('COMMIT');
+      await holder.free();
       const firstRes = await first;
       expect(firstRes.status).toBe(200);
       expect(firstRes.body.data.putRecord.record.revision).toBe(2);
@@ -139,27 +156,23 @@ describe.skipIf(backend !== 'postgres')('writes queued behind their install\'s c
       expect(rest.map((r) => r.revision)).toEqual([3, 4, 5, 6, 7]);
       expect((await c.get('ns', 'k'))).toMatchObject({ value: 6, revision: 7 });
       // Every place was given back: with one held by a write waiting on the lock, a read is let in.
-      await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM ext_storage_install_locks WHERE tenant_id = $1 AND install_id = $2 FOR UPDATE', [c.install.tenantId, c.install.id]);
+      await holder.hold();
       const held = c.gql(PUT, { input: { namespace: 'ns', key: 'k', value: 7 } });
       await waitForLockWait(t.database.url!);
       expect((await c.gql(GET, { ns: 'ns', key: 'k' })).status).toBe(200);
-      await holder.query('COMMIT');
+      await holder.free();
       expect((await held).body.data.putRecord.record.revision).toBe(8);
     } finally {
-      await holder.query('ROLLBACK').catch(() => undefined);
-      await holder.end();
+      await holder.close();
     }
   });
 
   it('a client that goes away while its write is queued: the write still runs (as any sent write), and its place is not taken back', async () => {
     const c = await extensionClient(t);
     await c.put({ namespace: 'ns', key: 'gone', value: 0 });
-    const holder = new pg.Client({ connectionString: t.database.url });
-    await holder.connect();
+    const holder = await lockHolder(t.database.url!, c.install);
     try {
-      await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM ext_storage_install_locks WHERE tenant_id = $1 AND install_id = $2 FOR UPDATE', [c.install.tenantId, c.install.id]);
+      await holder.hold();
       const first = c.gql(PUT, { input: { namespace: 'ns', key: 'gone', value: 1 } });
       await waitForLockWait(t.database.url!);
       const abort = new AbortController();
@@ -173,7 +186,7 @@ describe.skipIf(backend !== 'postgres')('writes queued behind their install\'s c
       abort.abort();
       expect(await queued).toBeInstanceOf(Error);
       await new Promise((resolve) => setTimeout(resolve, 50));
-      await holder.query('COMMIT');
+      await holder.free();
       expect((await first).body.data.putRecord.record.revision).toBe(2);
       // The queued write was sent before its client left: it is applied, like a lone write whose client hung up.
       for (const deadline = Date.now() + 5_000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 20))) {
@@ -182,16 +195,14 @@ describe.skipIf(backend !== 'postgres')('writes queued behind their install\'s c
       expect(await c.get('ns', 'gone')).toMatchObject({ value: 2, revision: 3 });
       // Both places are free again: with one held by a write waiting on the lock, a read is let in
       // (a place kept by the request that left would make it the third, refused at once).
-      await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM ext_storage_install_locks WHERE tenant_id = $1 AND install_id = $2 FOR UPDATE', [c.install.tenantId, c.install.id]);
+      await holder.hold();
       const held = c.gql(PUT, { input: { namespace: 'ns', key: 'gone', value: 3 } });
       await waitForLockWait(t.database.url!);
       expect((await c.gql(GET, { ns: 'ns', key: 'gone' })).status).toBe(200);
-      await holder.query('COMMIT');
+      await holder.free();
       expect((await held).body.data.putRecord.record.revision).toBe(4);
     } finally {
-      await holder.query('ROLLBACK').catch(() => undefined);
-      await holder.end();
+      await holder.close();
     }
   });
 });
@@ -210,11 +221,9 @@ describe.skipIf(backend !== 'postgres')('writes beyond one call keep their place
   it('with calls of 2: two queued writes stand aside, the third keeps its place, and the next request is refused (429)', async () => {
     const c = await extensionClient(t);
     await c.put({ namespace: 'ns', key: 'k', value: 0 });
-    const holder = new pg.Client({ connectionString: t.database.url });
-    await holder.connect();
+    const holder = await lockHolder(t.database.url!, c.install);
     try {
-      await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM ext_storage_install_locks WHERE tenant_id = $1 AND install_id = $2 FOR UPDATE', [c.install.tenantId, c.install.id]);
+      await holder.hold();
       const first = c.gql(PUT, { input: { namespace: 'ns', key: 'k', value: 1 } });
       await waitForLockWait(t.database.url!);
       const queued: Array<Promise<{ status: number }>> = [];
@@ -225,13 +234,12 @@ describe.skipIf(backend !== 'postgres')('writes beyond one call keep their place
       // Places: the first write (in its call) and the fourth (queued beyond one call of 2): none left.
       const refused = await c.gql(GET, { ns: 'ns', key: 'k' });
       expect(refused.status).toBe(429);
-      await holder.query('COMMIT');
+      await holder.free();
       expect((await first).status).toBe(200);
       expect((await Promise.all(queued)).map((r) => r.status)).toEqual([200, 200, 200]);
       expect(await c.get('ns', 'k')).toMatchObject({ value: 4, revision: 5 });
     } finally {
-      await holder.query('ROLLBACK').catch(() => undefined);
-      await holder.end();
+      await holder.close();
     }
   });
 });
