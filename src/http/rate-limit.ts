@@ -133,27 +133,7 @@ export class InflightLimiter {
    * the requests ahead of it. `cancelled` (the client went away) leaves the queue.
    */
   acquire(installId: string, cancelled?: (onCancel: () => void) => void): Release | Promise<Release> {
-    if (!this.enabled) return noop;
-    let lane = this.lanes.get(installId);
-    if (!lane) this.lanes.set(installId, (lane = { active: 0, queue: [] }));
-    if (lane.active < this.max && lane.queue.length === 0) {
-      lane.active++;
-      return this.releaser(installId, lane);
-    }
-    const queued = lane;
-    return new Promise<Release>((resolve, reject) => {
-      const waiter: Waiter = {
-        grant: resolve,
-        timer: setTimeout(() => {
-          if (!this.leave(queued, waiter)) return;
-          reject(new RateLimitedError(Math.max(1, Math.ceil(this.waitMs / 1000))));
-        }, this.waitMs),
-      };
-      queued.queue.push(waiter);
-      cancelled?.(() => {
-        if (this.leave(queued, waiter)) reject(new RateLimitedError(1));
-      });
-    });
+    return this.take(installId, cancelled, false);
   }
 
   /**
@@ -162,17 +142,30 @@ export class InflightLimiter {
    * waited for may have been a committed write, which must not then be refused).
    */
   reenter(installId: string, cancelled?: (onCancel: () => void) => void): Release | Promise<Release> {
+    return this.take(installId, cancelled, true);
+  }
+
+  private take(installId: string, cancelled: ((onCancel: () => void) => void) | undefined, comingBack: boolean): Release | Promise<Release> {
     if (!this.enabled) return noop;
     let lane = this.lanes.get(installId);
     if (!lane) this.lanes.set(installId, (lane = { active: 0, queue: [] }));
-    if (lane.active < this.max) {
+    // Nobody waits while a slot is free: a released slot passes straight to the head of the queue.
+    if (lane.active < this.max && lane.queue.length === 0) {
       lane.active++;
       return this.releaser(installId, lane);
     }
     const queued = lane;
     return new Promise<Release>((resolve, reject) => {
       const waiter: Waiter = { grant: resolve };
-      queued.queue.unshift(waiter);
+      if (comingBack) {
+        queued.queue.unshift(waiter);
+      } else {
+        waiter.timer = setTimeout(() => {
+          if (!this.leave(queued, waiter)) return;
+          reject(new RateLimitedError(Math.max(1, Math.ceil(this.waitMs / 1000))));
+        }, this.waitMs);
+        queued.queue.push(waiter);
+      }
       cancelled?.(() => {
         if (this.leave(queued, waiter)) reject(new RateLimitedError(1));
       });

@@ -10,9 +10,9 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InflightLimiter, InflightSlot, type Release } from '../../src/http/rate-limit.js';
 import { RateLimitedError } from '../../src/storage/errors.js';
-import { startTestApp, type TestApp } from '../support/app.js';
+import { startTestApp, type GqlResult, type TestApp } from '../support/app.js';
 import { backend, waitForLockWait } from '../support/db.js';
-import { extensionClient, GET, PUT } from '../records/client.js';
+import { extensionClient, GET, PUT, type ExtensionClient } from '../records/client.js';
 
 const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
 
@@ -90,24 +90,51 @@ describe('InflightSlot.aside', () => {
   });
 });
 
-/** Another session that takes the install's lock row (every write call of the install waits for it) until `free`. */
-async function lockHolder(url: string, install: { tenantId: string; id: string }) {
-  const client = new pg.Client({ connectionString: url });
+/**
+ * Another session that takes the install's lock row: the install's next write call waits for it,
+ * holding one place in flight, until `free`.
+ */
+async function lockHolder(t: TestApp, c: ExtensionClient) {
+  const client = new pg.Client({ connectionString: t.database.url });
   await client.connect();
-  return {
-    async hold(): Promise<void> {
+  const holder = {
+    /** Takes the lock, sends a put of `key`, and returns once its call waits for the lock: its answer comes after `free`. */
+    async holdWrite(key: string, value: number): Promise<{ answer: Promise<GqlResult> }> {
       await client.query('BEGIN');
-      await client.query('SELECT 1 FROM ext_storage_install_locks WHERE tenant_id = $1 AND install_id = $2 FOR UPDATE', [install.tenantId, install.id]);
+      await client.query('SELECT 1 FROM ext_storage_install_locks WHERE tenant_id = $1 AND install_id = $2 FOR UPDATE', [c.install.tenantId, c.install.id]);
+      const answer = c.gql(PUT, { input: { namespace: 'ns', key, value } });
+      await waitForLockWait(t.database.url!);
+      return { answer };
     },
     async free(): Promise<void> {
       await client.query('COMMIT');
+    },
+    /**
+     * No place is kept by a request that is gone: with one taken by a held write, a read is let in
+     * (with a bound of 2, a place kept would make it the third, refused at once).
+     */
+    async expectOnePlaceFree(key: string, value: number): Promise<void> {
+      const held = await holder.holdWrite(key, value);
+      expect((await c.gql(GET, { ns: 'ns', key })).status).toBe(200);
+      await holder.free();
+      expect((await held.answer).body.data.putRecord.record.value).toBe(value);
     },
     async close(): Promise<void> {
       await client.query('ROLLBACK').catch(() => undefined);
       await client.end();
     },
   };
+  return holder;
 }
+
+/** An install with `key` written once, and the lock held by another session (lockHolder). */
+async function installWithHolder(t: TestApp, key: string) {
+  const c = await extensionClient(t);
+  await c.put({ namespace: 'ns', key, value: 0 });
+  return { c, holder: await lockHolder(t, c) };
+}
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Holding the install's lock row needs a second session: PGlite has one connection.
 describe.skipIf(backend !== 'postgres')('writes queued behind their install\'s call (GraphQL and Runner REST)', () => {
@@ -121,19 +148,15 @@ describe.skipIf(backend !== 'postgres')('writes queued behind their install\'s c
   });
 
   it('do not count against the bound: more writes and a read are let in while one call is held; all answer, in order', async () => {
-    const c = await extensionClient(t);
-    await c.put({ namespace: 'ns', key: 'k', value: 0 });
-    const holder = await lockHolder(t.database.url!, c.install);
+    const { c, holder } = await installWithHolder(t, 'k');
     try {
-      await holder.hold();
       // The first write's call waits for the lock, holding one of the two places.
-      const first = c.gql(PUT, { input: { namespace: 'ns', key: 'k', value: 1 } });
-      await waitForLockWait(t.database.url!);
+      const first = await holder.holdWrite('k', 1);
       // One at a time, so each is queued (and stands aside) before the next is sent.
-      const queued: Array<Promise<{ status: number; typename?: string; revision?: number }>> = [];
+      const queued: Array<Promise<{ status: number; revision?: number }>> = [];
       for (let i = 2; i <= 5; i++) {
-        queued.push(c.gql(PUT, { input: { namespace: 'ns', key: 'k', value: i } }).then((r) => ({ status: r.status, typename: r.body.data?.putRecord?.__typename, revision: r.body.data?.putRecord?.record?.revision })));
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        queued.push(c.gql(PUT, { input: { namespace: 'ns', key: 'k', value: i } }).then((r) => ({ status: r.status, revision: r.body.data?.putRecord?.record?.revision })));
+        await pause(50);
       }
       queued.push(
         fetch(`${t.url}/api/internal/ext-storage/install/${c.install.id}`, {
@@ -142,39 +165,30 @@ describe.skipIf(backend !== 'postgres')('writes queued behind their install\'s c
           body: JSON.stringify({ operation: 'put', namespace: 'ns', key: 'k', value: 6 }),
         }).then(async (res) => ({ status: res.status, revision: ((await res.json()) as { revision?: number }).revision })),
       );
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await pause(50);
       // A read is let in while five writes wait (without standing aside, it and writes 3-6 got 429).
       const read = await c.gql(GET, { ns: 'ns', key: 'k' });
       expect(read.status).toBe(200);
       expect(read.body.data.record).toMatchObject({ value: 0, revision: 1 });
       await holder.free();
-      const firstRes = await first;
+      const firstRes = await first.answer;
       expect(firstRes.status).toBe(200);
       expect(firstRes.body.data.putRecord.record.revision).toBe(2);
       const rest = await Promise.all(queued);
       expect(rest.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
       expect(rest.map((r) => r.revision)).toEqual([3, 4, 5, 6, 7]);
-      expect((await c.get('ns', 'k'))).toMatchObject({ value: 6, revision: 7 });
-      // Every place was given back: with one held by a write waiting on the lock, a read is let in.
-      await holder.hold();
-      const held = c.gql(PUT, { input: { namespace: 'ns', key: 'k', value: 7 } });
-      await waitForLockWait(t.database.url!);
-      expect((await c.gql(GET, { ns: 'ns', key: 'k' })).status).toBe(200);
-      await holder.free();
-      expect((await held).body.data.putRecord.record.revision).toBe(8);
+      expect(await c.get('ns', 'k')).toMatchObject({ value: 6, revision: 7 });
+      await holder.expectOnePlaceFree('k', 7);
+      expect(await c.get('ns', 'k')).toMatchObject({ value: 7, revision: 8 });
     } finally {
       await holder.close();
     }
   });
 
   it('a client that goes away while its write is queued: the write still runs (as any sent write), and its place is not taken back', async () => {
-    const c = await extensionClient(t);
-    await c.put({ namespace: 'ns', key: 'gone', value: 0 });
-    const holder = await lockHolder(t.database.url!, c.install);
+    const { c, holder } = await installWithHolder(t, 'gone');
     try {
-      await holder.hold();
-      const first = c.gql(PUT, { input: { namespace: 'ns', key: 'gone', value: 1 } });
-      await waitForLockWait(t.database.url!);
+      const first = await holder.holdWrite('gone', 1);
       const abort = new AbortController();
       const queued = fetch(`${t.url}/graphql`, {
         method: 'POST',
@@ -182,25 +196,19 @@ describe.skipIf(backend !== 'postgres')('writes queued behind their install\'s c
         body: JSON.stringify({ query: PUT, variables: { input: { namespace: 'ns', key: 'gone', value: 2 } } }),
         signal: abort.signal,
       }).catch((error: unknown) => error);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await pause(100);
       abort.abort();
       expect(await queued).toBeInstanceOf(Error);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await pause(50);
       await holder.free();
-      expect((await first).body.data.putRecord.record.revision).toBe(2);
+      expect((await first.answer).body.data.putRecord.record.revision).toBe(2);
       // The queued write was sent before its client left: it is applied, like a lone write whose client hung up.
-      for (const deadline = Date.now() + 5_000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 20))) {
+      for (const deadline = Date.now() + 5_000; Date.now() < deadline; await pause(20)) {
         if ((await c.get('ns', 'gone'))?.revision === 3) break;
       }
       expect(await c.get('ns', 'gone')).toMatchObject({ value: 2, revision: 3 });
-      // Both places are free again: with one held by a write waiting on the lock, a read is let in
-      // (a place kept by the request that left would make it the third, refused at once).
-      await holder.hold();
-      const held = c.gql(PUT, { input: { namespace: 'ns', key: 'gone', value: 3 } });
-      await waitForLockWait(t.database.url!);
-      expect((await c.gql(GET, { ns: 'ns', key: 'gone' })).status).toBe(200);
-      await holder.free();
-      expect((await held).body.data.putRecord.record.revision).toBe(4);
+      await holder.expectOnePlaceFree('gone', 3);
+      expect(await c.get('ns', 'gone')).toMatchObject({ value: 3, revision: 4 });
     } finally {
       await holder.close();
     }
@@ -219,23 +227,19 @@ describe.skipIf(backend !== 'postgres')('writes beyond one call keep their place
   });
 
   it('with calls of 2: two queued writes stand aside, the third keeps its place, and the next request is refused (429)', async () => {
-    const c = await extensionClient(t);
-    await c.put({ namespace: 'ns', key: 'k', value: 0 });
-    const holder = await lockHolder(t.database.url!, c.install);
+    const { c, holder } = await installWithHolder(t, 'k');
     try {
-      await holder.hold();
-      const first = c.gql(PUT, { input: { namespace: 'ns', key: 'k', value: 1 } });
-      await waitForLockWait(t.database.url!);
-      const queued: Array<Promise<{ status: number }>> = [];
+      const first = await holder.holdWrite('k', 1);
+      const queued: Array<Promise<GqlResult>> = [];
       for (let i = 2; i <= 4; i++) {
         queued.push(c.gql(PUT, { input: { namespace: 'ns', key: 'k', value: i } }));
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        await pause(50);
       }
       // Places: the first write (in its call) and the fourth (queued beyond one call of 2): none left.
       const refused = await c.gql(GET, { ns: 'ns', key: 'k' });
       expect(refused.status).toBe(429);
       await holder.free();
-      expect((await first).status).toBe(200);
+      expect((await first.answer).status).toBe(200);
       expect((await Promise.all(queued)).map((r) => r.status)).toEqual([200, 200, 200]);
       expect(await c.get('ns', 'k')).toMatchObject({ value: 4, revision: 5 });
     } finally {
