@@ -394,9 +394,9 @@ async function countStatements(app: App, counter: { n: number; sql: string[] }, 
   };
   for (const [name, plan] of plans) {
     // Warm-up: a plan that picks an install per request (put16) first meets each install once (its
-    // install and schema reads): 100 answers reach all 16 but with odds of about 1 in 400.
+    // install and schema reads): 200 random picks miss one of 16 with odds of about 1 in 25,000.
     const first = plan();
-    await run(name, first, first.pick ? 100 : 2);
+    await run(name, first, first.pick ? 200 : 2);
     counter.n = 0;
     counter.sql = [];
     const answers = await run(name, plan(), 20);
