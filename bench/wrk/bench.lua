@@ -127,7 +127,9 @@ local function failure(status, body)
   if body:find('"errors"', 1, true) then
     return "graphql_" .. (body:match('"code":"([%w_]+)"') or "error")
   end
-  if next(failures) then
+  -- A plain find first: the pattern scan of a 100-record answer cost wrk ~450 µs per answer (on the
+  -- CPU PostgreSQL shares), and reads carry no __typename at all.
+  if next(failures) and body:find('"__typename":"', 1, true) then
     for name in body:gmatch('"__typename":"(%w+)"') do
       if failures[name] then
         return name
