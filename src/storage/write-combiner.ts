@@ -104,10 +104,19 @@ export class WriteCombiner {
 
   /** Whether the lane's requests, all of them, would go in one call. */
   private fitsOneCall(lane: Waiting[]): boolean {
-    if (lane.length > this.settings.maxRequests) return false;
+    return this.fitting(lane) === lane.length;
+  }
+
+  /** How many of the lane's first requests one call holds: at most `maxRequests`, together at most `maxBytes`. */
+  private fitting(lane: Waiting[]): number {
     let bytes = 0;
-    for (const w of lane) bytes += w.request.length;
-    return bytes <= this.settings.maxBytes;
+    let n = 0;
+    while (n < lane.length && n < this.settings.maxRequests) {
+      bytes += lane[n]!.request.length;
+      if (bytes > this.settings.maxBytes) break;
+      n++;
+    }
+    return n;
   }
 
   /** After a call of an install returns: sends what waited for it, or frees the lane. */
@@ -126,14 +135,8 @@ export class WriteCombiner {
   }
 
   private take(lane: Waiting[]): Waiting[] {
-    let bytes = 0;
-    let n = 0;
-    while (n < lane.length && n < this.settings.maxRequests) {
-      bytes += lane[n]!.request.length;
-      if (n > 0 && bytes > this.settings.maxBytes) break;
-      n++;
-    }
-    const batch = lane.splice(0, n);
+    // A request larger than maxBytes on its own still goes, alone.
+    const batch = lane.splice(0, Math.max(1, this.fitting(lane)));
     for (const w of batch) clearTimeout(w.timer);
     return batch;
   }
